@@ -1,0 +1,80 @@
+-- kizashi schema. Portable SQL: times are epoch milliseconds (BIGINT), booleans are
+-- 0/1 integers, upserts use ON CONFLICT; the PostgreSQL migration mirrors this file.
+
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE sources (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    kind          TEXT NOT NULL,
+    url           TEXT NOT NULL,
+    schedule      TEXT NOT NULL,
+    item_kind     TEXT NOT NULL,
+    enabled       INTEGER NOT NULL DEFAULT 1,
+    created_at    BIGINT NOT NULL,
+    last_fetch_at BIGINT,
+    last_status   TEXT,
+    last_error    TEXT,
+    etag          TEXT,
+    last_modified TEXT,
+    new_items     BIGINT NOT NULL DEFAULT 0,
+    seen_items    BIGINT NOT NULL DEFAULT 0
+);
+
+CREATE TABLE services (
+    slug       TEXT PRIMARY KEY,
+    watched    INTEGER NOT NULL DEFAULT 1,
+    created_at BIGINT NOT NULL
+);
+
+CREATE TABLE items (
+    id               INTEGER PRIMARY KEY,
+    identity         TEXT NOT NULL UNIQUE,
+    source           TEXT NOT NULL,
+    guid             TEXT,
+    url              TEXT NOT NULL,
+    title            TEXT NOT NULL,
+    body             TEXT NOT NULL,
+    author           TEXT,
+    kind             TEXT NOT NULL,
+    published_at     BIGINT NOT NULL,
+    first_seen_at    BIGINT NOT NULL,
+    date_quality     TEXT NOT NULL,
+    content_hash     TEXT NOT NULL,
+    dup_group        BIGINT,
+    sentiment_label  TEXT NOT NULL,
+    sentiment_score  DOUBLE PRECISION NOT NULL,
+    analysis         TEXT NOT NULL,
+    tokens           TEXT NOT NULL,
+    analysis_version BIGINT NOT NULL,
+    updated_at       BIGINT NOT NULL
+);
+CREATE INDEX items_published ON items (published_at);
+CREATE INDEX items_source ON items (source);
+
+-- Sentiment per (item, service): every per-service figure and filter uses this table.
+CREATE TABLE item_services (
+    item_id BIGINT NOT NULL REFERENCES items (id) ON DELETE CASCADE,
+    service TEXT NOT NULL,
+    label   TEXT NOT NULL,
+    score   DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (item_id, service)
+);
+CREATE INDEX item_services_service ON item_services (service, item_id);
+
+CREATE TABLE item_categories (
+    item_id  BIGINT NOT NULL REFERENCES items (id) ON DELETE CASCADE,
+    category TEXT NOT NULL,
+    PRIMARY KEY (item_id, category)
+);
+
+-- Every insert, update and delete of an item appends here in the same transaction; the
+-- indexer follows this sequence from the high-water mark committed with the index.
+CREATE TABLE changes (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id BIGINT NOT NULL,
+    at      BIGINT NOT NULL
+);

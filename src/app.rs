@@ -1,0 +1,103 @@
+//! app: wiring. `Application::build` opens the store and index, binds the listener (port 0 in
+//! tests) and exposes the port; `run_until_stopped` also starts the scheduler and indexer.
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::crawl::HttpClient;
+use crate::dictionaries::Dictionaries;
+use crate::pipeline::Pipeline;
+use crate::search::SearchIndex;
+use crate::store::Store;
+use anyhow::Context;
+use std::net::TcpListener;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Everything a request handler or job needs.
+pub struct AppState {
+    pub settings: Settings,
+    pub store: Store,
+    pub pipeline: Pipeline,
+    pub index: SearchIndex,
+    pub dicts: Dictionaries,
+    pub clock: SharedClock,
+    pub http: HttpClient,
+    /// Woken after every committed write so the indexer follows at once.
+    pub index_notify: Notify,
+}
+
+/// Loads dictionaries from `dictionaries_dir` when configured, else the built-in ones.
+pub fn load_dictionaries(settings: &Settings) -> anyhow::Result<Dictionaries> {
+    Ok(match &settings.dictionaries_dir {
+        Some(dir) => Dictionaries::load_dir(dir)?,
+        None => Dictionaries::builtin(),
+    })
+}
+
+impl AppState {
+    /// Opens the database (seeding it on first start) and the analysis machinery; used by
+    /// every command. The search index is opened too, but only `serve` writes it.
+    pub async fn open(settings: Settings, clock: SharedClock) -> anyhow::Result<Arc<Self>> {
+        let dicts = load_dictionaries(&settings)?;
+        let store = Store::open(&settings.data_dir)
+            .await
+            .with_context(|| format!("opening the database in {}", settings.data_dir.display()))?;
+        store.seed_once(&settings, clock.now()).await?;
+        let pipeline = Pipeline::new(&dicts)?;
+        let index = SearchIndex::open(&settings.index_dir(), pipeline.analyzer())?;
+        let http = HttpClient::new(&settings.crawl)?;
+        Ok(Arc::new(Self {
+            settings,
+            store,
+            pipeline,
+            index,
+            dicts,
+            clock,
+            http,
+            index_notify: Notify::new(),
+        }))
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    state: Arc<AppState>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.bind)
+            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let state = AppState::open(settings, clock).await?;
+        let server = crate::web::server(listener, state.clone())?;
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until the server stops (Ctrl-C or the handle), with the indexer and scheduler.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let indexer = crate::jobs::spawn_indexer(self.state.clone(), stop.clone());
+        let mut scheduler = crate::jobs::start_scheduler(self.state.clone()).await?;
+        let result = self.server.await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.state.index_notify.notify_one();
+        let _ = scheduler.shutdown().await;
+        let _ = tokio::task::spawn_blocking(move || indexer.join()).await;
+        self.state.store.close().await;
+        Ok(result?)
+    }
+}

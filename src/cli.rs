@@ -1,0 +1,254 @@
+//! Command line: parse arguments, load the config, run the chosen command.
+use crate::app::{AppState, Application};
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Settings;
+use crate::domain::{ItemKind, RawItem};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde::Deserialize;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(name = "kizashi", version, about = "Early warning for Japanese cashless-payment incidents")]
+pub struct Cli {
+    /// Configuration file (default: ./kizashi.toml when present, else built-in defaults).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the web server, the crawl scheduler and the indexer.
+    Serve,
+    /// Fetch every source once, store new items and print a summary.
+    Crawl {
+        /// Crawl once and exit (the only mode; scheduling is `serve`'s job).
+        #[arg(long, required = true)]
+        once: bool,
+    },
+    /// Import items from JSON Lines (`-` reads standard input).
+    Import { file: String },
+    /// Analyze texts from standard input, one per line; JSON Lines on standard output.
+    Analyze,
+    /// Ask the server to rebuild the search index from the database.
+    Reindex,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let clock: SharedClock = Arc::new(SystemClock);
+    match runtime.block_on(run(cli.command, settings, clock)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KIZASHI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tantivy=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve => {
+            let app = Application::build(settings.clone(), clock).await?;
+            let bind = settings.bind;
+            println!(
+                "kizashi listening on http://{}:{}/ (data in {})",
+                bind.ip(),
+                app.port(),
+                settings.data_dir.display()
+            );
+            app.run_until_stopped().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Crawl { .. } => {
+            let state = AppState::open(settings, clock).await?;
+            let summary = crate::jobs::crawl_all(&state).await?;
+            if summary.is_empty() {
+                eprintln!("no sources configured; add [[sources]] to kizashi.toml");
+            }
+            let mut out = std::io::stdout().lock();
+            for s in &summary {
+                writeln!(out, "{}", serde_json::to_string(s)?)?;
+            }
+            let failed = summary.iter().filter(|s| s.status == "error").count();
+            eprintln!("crawled {} sources, {failed} failed", summary.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import { file } => import(settings, clock, &file).await,
+        Command::Analyze => {
+            let dicts = crate::app::load_dictionaries(&settings)?;
+            let pipeline = crate::pipeline::Pipeline::new(&dicts)?;
+            let stdin = std::io::stdin().lock();
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for line in stdin.lines() {
+                let text = line.context("reading standard input")?;
+                let analysis = pipeline.analyze_text(&text)?;
+                let mut v = serde_json::to_value(&analysis)?;
+                v["text"] = serde_json::Value::String(text);
+                writeln!(out, "{}", serde_json::to_string(&v)?)?;
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reindex => {
+            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let current: i64 = store
+                .meta("reindex_generation")
+                .await?
+                .and_then(|g| g.parse().ok())
+                .unwrap_or(0);
+            store.set_meta("reindex_generation", &(current + 1).to_string()).await?;
+            println!(
+                "reindex requested (generation {}): a running `kizashi serve` rebuilds the index now, otherwise the next start does",
+                current + 1
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// One line of an import file.
+#[derive(Debug, Deserialize)]
+struct ImportLine {
+    url: String,
+    title: String,
+    body: String,
+    published_at: String,
+    source: String,
+    kind: String,
+    #[serde(default)]
+    author: Option<String>,
+}
+
+fn parse_import_line(line: &str) -> Result<RawItem, String> {
+    let l: ImportLine = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let published = chrono::DateTime::parse_from_rfc3339(l.published_at.trim())
+        .map_err(|e| format!("published_at {:?} is not RFC 3339: {e}", l.published_at))?;
+    let source = l.source.trim();
+    if source.is_empty() || source.chars().count() > 100 {
+        return Err("source must be 1 to 100 characters".into());
+    }
+    if l.title.trim().is_empty() && l.body.trim().is_empty() {
+        return Err("title and body are both empty".into());
+    }
+    Ok(RawItem {
+        source: source.to_string(),
+        guid: None,
+        url: l.url,
+        title: l.title,
+        body: l.body,
+        published_at: Some(published.with_timezone(&chrono::Utc)),
+        author: l.author.filter(|a| !a.trim().is_empty()),
+        kind: ItemKind::parse(&l.kind)?,
+    })
+}
+
+async fn import(settings: Settings, clock: SharedClock, file: &str) -> anyhow::Result<ExitCode> {
+    let reader: Box<dyn BufRead> = if file == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(file).with_context(|| format!("cannot open {file}"))?,
+        ))
+    };
+    let state = AppState::open(settings, clock).await?;
+    let mut batch = Vec::new();
+    let mut report = crate::pipeline::IngestReport::default();
+    let mut bad = 0u64;
+    let mut read = 0u64;
+    for (n, line) in reader.lines().enumerate() {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("line {}: {e}", n + 1);
+                bad += 1;
+                continue;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        read += 1;
+        match parse_import_line(&line) {
+            Ok(item) => batch.push(item),
+            Err(e) => {
+                eprintln!("line {}: {e}", n + 1);
+                bad += 1;
+            }
+        }
+        if batch.len() >= 500 {
+            let r = state.pipeline.ingest(&state.store, std::mem::take(&mut batch), state.clock.now()).await?;
+            merge(&mut report, r);
+        }
+    }
+    let r = state.pipeline.ingest(&state.store, batch, state.clock.now()).await?;
+    merge(&mut report, r);
+    for e in &report.errors {
+        eprintln!("skipped: {e}");
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "read": read,
+            "new": report.counts.new,
+            "updated": report.counts.updated,
+            "unchanged": report.counts.unchanged,
+            "failed": report.failed + bad,
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn merge(into: &mut crate::pipeline::IngestReport, r: crate::pipeline::IngestReport) {
+    into.counts += r.counts;
+    into.failed += r.failed;
+    into.errors.extend(r.errors);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_lines_are_parsed_at_the_edge() {
+        let ok = r#"{"url":"https://e.jp/1","title":"t","body":"b","published_at":"2019-07-03T10:00:00+09:00","source":"nhk","kind":"news"}"#;
+        assert!(parse_import_line(ok).is_ok());
+        for bad in [
+            r#"{"url":"https://e.jp/1","title":"t","body":"b","published_at":"yesterday","source":"nhk","kind":"news"}"#,
+            r#"{"url":"https://e.jp/1","title":"t","body":"b","published_at":"2019-07-03T10:00:00+09:00","source":"nhk","kind":"blog"}"#,
+            r#"{"title":"t"}"#,
+            "not json",
+        ] {
+            assert!(parse_import_line(bad).is_err(), "{bad}");
+        }
+    }
+}

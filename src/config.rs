@@ -1,0 +1,430 @@
+//! Configuration: built-in defaults < kizashi.toml < environment (`KIZASHI_KEY`,
+//! `KIZASHI_SECTION__KEY`). Parsed and validated once at start; a bad value gives a one-line
+//! error naming the key and the reason.
+use crate::domain::{ItemKind, Slug};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("config file {path}: {reason}")]
+    Syntax { path: String, reason: String },
+    #[error("config key `{key}`: {reason}")]
+    Key { key: String, reason: String },
+}
+
+fn key_err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The file's shape, before validation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    #[serde(default = "default_bind")]
+    bind: String,
+    #[serde(default = "default_data_dir")]
+    data_dir: PathBuf,
+    #[serde(default)]
+    dictionaries_dir: Option<PathBuf>,
+    #[serde(default)]
+    crawl: RawCrawl,
+    #[serde(default)]
+    sources: Vec<RawSource>,
+    #[serde(default = "default_services")]
+    services: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCrawl {
+    #[serde(default = "default_contact")]
+    contact_url: String,
+    #[serde(default = "default_timeout")]
+    timeout_secs: u64,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: u64,
+    #[serde(default = "default_concurrency")]
+    concurrency: usize,
+    #[serde(default)]
+    allow_private_networks: bool,
+}
+
+impl Default for RawCrawl {
+    fn default() -> Self {
+        Self {
+            contact_url: default_contact(),
+            timeout_secs: default_timeout(),
+            max_body_bytes: default_max_body(),
+            concurrency: default_concurrency(),
+            allow_private_networks: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    name: String,
+    #[serde(default = "default_source_kind")]
+    kind: String,
+    url: String,
+    #[serde(default = "default_schedule")]
+    schedule: String,
+    #[serde(default = "default_item_kind")]
+    item_kind: String,
+}
+
+fn default_bind() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+fn default_contact() -> String {
+    "https://github.com/kizashi/kizashi".into()
+}
+fn default_timeout() -> u64 {
+    20
+}
+fn default_max_body() -> u64 {
+    10 * 1024 * 1024
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_source_kind() -> String {
+    "feed".into()
+}
+fn default_schedule() -> String {
+    "0 */15 * * * *".into()
+}
+fn default_item_kind() -> String {
+    "news".into()
+}
+fn default_services() -> Vec<String> {
+    [
+        "7pay", "paypay", "linepay", "merpay", "famipay", "dbarai", "aupay", "rakutenpay",
+        "coincheck", "zaif",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// How a source is fetched. Later kinds (Mastodon, Misskey, Bluesky …) join here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// RSS 0.9x/1.0/2.0, Atom or JSON Feed, detected from the document.
+    Feed,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Feed => "feed",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "feed" => Ok(SourceKind::Feed),
+            other => Err(format!("unknown source kind {other:?} (supported: feed)")),
+        }
+    }
+}
+
+/// A source as configured; seeds the database on first start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceConfig {
+    pub name: Slug,
+    pub kind: SourceKind,
+    pub url: url::Url,
+    /// Six-field cron (with seconds), evaluated in Asia/Tokyo.
+    pub schedule: String,
+    pub item_kind: ItemKind,
+}
+
+#[derive(Debug, Clone)]
+pub struct CrawlSettings {
+    pub contact_url: String,
+    pub timeout: std::time::Duration,
+    pub max_body_bytes: u64,
+    pub concurrency: usize,
+    pub allow_private_networks: bool,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub dictionaries_dir: Option<PathBuf>,
+    pub crawl: CrawlSettings,
+    pub sources: Vec<SourceConfig>,
+    pub services: Vec<Slug>,
+}
+
+/// Parses a six-field cron expression (seconds first) the way the scheduler does.
+pub fn parse_schedule(s: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(s)
+        .map_err(|e| format!("{s:?} is not a cron schedule with a seconds field ({e})"))
+}
+
+impl Settings {
+    /// Built-in defaults, no file, no environment.
+    pub fn defaults() -> Self {
+        Self::from_sources(None, std::iter::empty()).unwrap_or_else(|e| panic!("defaults: {e}"))
+    }
+
+    /// Loads `path` if given (it must exist), else `./kizashi.toml` if present, then applies
+    /// `KIZASHI_*` environment variables.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let implicit = Path::new("kizashi.toml");
+        let file = match path {
+            Some(p) => Some(p),
+            None if implicit.exists() => Some(implicit),
+            None => None,
+        };
+        let text = match file {
+            Some(p) => Some((
+                p.display().to_string(),
+                std::fs::read_to_string(p).map_err(|e| ConfigError::Read {
+                    path: p.display().to_string(),
+                    reason: e.to_string(),
+                })?,
+            )),
+            None => None,
+        };
+        Self::from_sources(
+            text.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
+            std::env::vars(),
+        )
+    }
+
+    /// The pure core of `load`: file text (path, contents) and environment pairs in.
+    pub fn from_sources(
+        file: Option<(&str, &str)>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some((path, text)) => text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax {
+                path: path.to_string(),
+                reason: e.message().to_string()
+                    + &e
+                        .span()
+                        .map(|s| format!(" (line {})", line_of(text, s.start)))
+                        .unwrap_or_default(),
+            })?,
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("KIZASHI_") else {
+                continue;
+            };
+            if rest.is_empty() || rest == "CONFIG" || rest.starts_with("LOG") {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            set_path(&mut table, &path, env_value(&value))
+                .map_err(|reason| key_err(path.join("."), format!("from {name}: {reason}")))?;
+        }
+        let raw: RawSettings = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                key_err(if key == "." { "(top level)".into() } else { key }, e.into_inner().to_string())
+            })?;
+        Self::validate(raw)
+    }
+
+    fn validate(raw: RawSettings) -> Result<Self, ConfigError> {
+        let bind: SocketAddr = raw.bind.parse().map_err(|_| {
+            key_err("bind", format!("{:?} is not an address like 127.0.0.1:8080", raw.bind))
+        })?;
+        if raw.data_dir.as_os_str().is_empty() {
+            return Err(key_err("data_dir", "must not be empty"));
+        }
+        if raw.crawl.timeout_secs == 0 {
+            return Err(key_err("crawl.timeout_secs", "must be at least 1"));
+        }
+        if raw.crawl.concurrency == 0 {
+            return Err(key_err("crawl.concurrency", "must be at least 1"));
+        }
+        if raw.crawl.max_body_bytes < 1024 {
+            return Err(key_err("crawl.max_body_bytes", "must be at least 1024"));
+        }
+        url::Url::parse(&raw.crawl.contact_url)
+            .map_err(|e| key_err("crawl.contact_url", format!("not a URL: {e}")))?;
+        let mut sources: Vec<SourceConfig> = Vec::new();
+        for (i, s) in raw.sources.into_iter().enumerate() {
+            let k = |f: &str| format!("sources[{i}].{f}");
+            let name = Slug::parse(&s.name).map_err(|r| key_err(k("name"), r))?;
+            if sources.iter().any(|o| o.name == name) {
+                return Err(key_err(k("name"), format!("{name} is used by two sources")));
+            }
+            let url = url::Url::parse(&s.url).map_err(|e| key_err(k("url"), format!("{:?}: {e}", s.url)))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(key_err(k("url"), "only http and https URLs can be fetched"));
+            }
+            parse_schedule(&s.schedule).map_err(|r| key_err(k("schedule"), r))?;
+            sources.push(SourceConfig {
+                name,
+                kind: SourceKind::parse(&s.kind).map_err(|r| key_err(k("kind"), r))?,
+                url,
+                schedule: s.schedule,
+                item_kind: ItemKind::parse(&s.item_kind).map_err(|r| key_err(k("item_kind"), r))?,
+            });
+        }
+        let known = crate::dictionaries::Dictionaries::builtin();
+        let mut services = Vec::new();
+        for (i, s) in raw.services.iter().enumerate() {
+            let slug = Slug::parse(s).map_err(|r| key_err(format!("services[{i}]"), r))?;
+            if known.service(slug.as_str()).is_none() && raw.dictionaries_dir.is_none() {
+                return Err(key_err(
+                    format!("services[{i}]"),
+                    format!("unknown service {slug:?}; add it to dictionaries/services.toml"),
+                ));
+            }
+            services.push(slug);
+        }
+        Ok(Self {
+            bind,
+            data_dir: raw.data_dir,
+            dictionaries_dir: raw.dictionaries_dir,
+            crawl: CrawlSettings {
+                contact_url: raw.crawl.contact_url,
+                timeout: std::time::Duration::from_secs(raw.crawl.timeout_secs),
+                max_body_bytes: raw.crawl.max_body_bytes,
+                concurrency: raw.crawl.concurrency,
+                allow_private_networks: raw.crawl.allow_private_networks,
+            },
+            sources,
+            services,
+        })
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("kizashi.sqlite")
+    }
+
+    pub fn index_dir(&self) -> PathBuf {
+        self.data_dir.join("index")
+    }
+}
+
+fn line_of(text: &str, byte: usize) -> usize {
+    text[..byte.min(text.len())].matches('\n').count() + 1
+}
+
+/// An environment value is read as TOML when it parses as a scalar or array, else as a string.
+fn env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| {
+            matches!(
+                v,
+                toml::Value::Boolean(_) | toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Array(_)
+            )
+        })
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    match path {
+        [] => Err("empty key".into()),
+        [last] => {
+            // A string env value for a field the file gives as a path or string stays a string;
+            // numbers and booleans were already typed by env_value.
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [head, rest @ ..] => {
+            let entry = table
+                .entry(head.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => set_path(t, rest, value),
+                _ => Err(format!("`{head}` is not a section")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(file: &str, env: &[(&str, &str)]) -> Result<Settings, String> {
+        Settings::from_sources(
+            Some(("kizashi.toml", file)),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback_8080_with_data_dir() {
+        let s = Settings::defaults();
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert_eq!(s.services.len(), 10);
+        assert!(!s.crawl.allow_private_networks);
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let s = load(
+            "bind = \"127.0.0.1:9000\"\n[crawl]\ntimeout_secs = 5\n",
+            &[
+                ("KIZASHI_BIND", "0.0.0.0:7000"),
+                ("KIZASHI_DATA_DIR", "/tmp/k"),
+                ("KIZASHI_CRAWL__ALLOW_PRIVATE_NETWORKS", "true"),
+                ("OTHER", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.bind.to_string(), "0.0.0.0:7000");
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/k"));
+        assert_eq!(s.crawl.timeout.as_secs(), 5);
+        assert!(s.crawl.allow_private_networks);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_reason_on_one_line() {
+        let rows = [
+            ("bind = \"nowhere\"", "`bind`"),
+            ("[crawl]\ntimeout_secs = \"soon\"", "`crawl.timeout_secs`"),
+            ("colour = 1", "colour"),
+            (
+                "[[sources]]\nname = \"a\"\nurl = \"http://x/\"\nschedule = \"*/5 * * * *\"",
+                "`sources[0].schedule`",
+            ),
+            ("[[sources]]\nname = \"A B\"\nurl = \"http://x/\"", "`sources[0].name`"),
+            ("[[sources]]\nname = \"a\"\nurl = \"ftp://x/\"", "`sources[0].url`"),
+            ("services = [\"7pay\", \"nopay\"]", "`services[1]`"),
+        ];
+        for (file, key) in rows {
+            let e = load(file, &[]).unwrap_err();
+            assert!(e.contains(key), "{file:?} gave {e:?}");
+            assert!(!e.contains('\n'), "one line: {e:?}");
+        }
+        let e = load("", &[("KIZASHI_CRAWL__TIMEOUT_SECS", "abc")]).unwrap_err();
+        assert!(e.contains("crawl.timeout_secs"), "{e}");
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let s = load(include_str!("../kizashi.example.toml"), &[]).unwrap();
+        assert!(!s.sources.is_empty());
+    }
+}

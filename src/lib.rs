@@ -1,0 +1,18 @@
+//! kizashi: early warning for Japanese cashless-payment incidents.
+//!
+//! Data flows one way: crawl → text → classify → pipeline → store → search → aggregate → web.
+pub mod aggregate;
+pub mod app;
+pub mod classify;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crawl;
+pub mod dictionaries;
+pub mod domain;
+pub mod jobs;
+pub mod pipeline;
+pub mod search;
+pub mod store;
+pub mod text;
+pub mod web;

@@ -1,0 +1,161 @@
+//! pipeline: the one place that orders the stages for an item: tokens (once) → services,
+//! categories, sentiment → stored with its tokens. A bad item is counted and reported, never
+//! fatal to the batch.
+use crate::classify::{Classifier, ANALYSIS_VERSION};
+use crate::dictionaries::Dictionaries;
+use crate::domain::{Analysis, RawItem};
+use crate::store::{NewItem, Store, StoreError, StoredTokens, UpsertCounts};
+use crate::text::{index_tokens, Analyzer, TextError, Token};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ItemError {
+    #[error("url {0:?} is not an absolute http(s) URL")]
+    BadUrl(String),
+    #[error("{0}")]
+    Text(#[from] TextError),
+}
+
+/// What a batch did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct IngestReport {
+    #[serde(flatten)]
+    pub counts: UpsertCounts,
+    pub failed: u64,
+    pub errors: Vec<String>,
+}
+
+pub struct Pipeline {
+    analyzer: Arc<Analyzer>,
+    classifier: Classifier,
+}
+
+impl Pipeline {
+    pub fn new(dicts: &Dictionaries) -> Result<Self, TextError> {
+        let analyzer = Arc::new(Analyzer::new(dicts.userdic())?);
+        let classifier = Classifier::new(dicts, &analyzer)?;
+        Ok(Self {
+            analyzer,
+            classifier,
+        })
+    }
+
+    pub fn analyzer(&self) -> Arc<Analyzer> {
+        self.analyzer.clone()
+    }
+
+    /// Analyzes one free text (the `analyze` command).
+    pub fn analyze_text(&self, text: &str) -> Result<Analysis, TextError> {
+        let tokens = self.analyzer.tokenize(text)?;
+        Ok(self.classifier.classify(&[(text, &tokens)]))
+    }
+
+    /// Tokenizes title and body once and classifies them; pure.
+    pub fn prepare(&self, raw: RawItem) -> Result<NewItem, ItemError> {
+        let url = canonical_url(&raw.url).ok_or_else(|| ItemError::BadUrl(raw.url.clone()))?;
+        let title_tokens = self.analyzer.tokenize(&raw.title)?;
+        let body_tokens = self.analyzer.tokenize(&raw.body)?;
+        let analysis = self
+            .classifier
+            .classify(&[(&raw.title, &title_tokens), (&raw.body, &body_tokens)]);
+        let identity = match &raw.guid {
+            Some(g) => format!("g:{}:{}", raw.source, g),
+            None => format!("u:{url}"),
+        };
+        let mut h = Sha256::new();
+        for part in [&raw.title, &raw.body, &url, raw.author.as_deref().unwrap_or("")] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        h.update(raw.published_at.map(|t| t.timestamp_millis()).unwrap_or(0).to_le_bytes());
+        let content_hash = format!("{:x}", h.finalize())[..32].to_string();
+        Ok(NewItem {
+            identity,
+            source: raw.source,
+            guid: raw.guid,
+            url,
+            title: raw.title,
+            body: raw.body,
+            author: raw.author,
+            kind: raw.kind,
+            published_at: raw.published_at,
+            content_hash,
+            analysis,
+            tokens: StoredTokens {
+                title: compact(&title_tokens),
+                body: compact(&body_tokens),
+            },
+            analysis_version: ANALYSIS_VERSION,
+        })
+    }
+
+    /// Analyzes and stores a batch in one transaction; returns only after the commit.
+    pub async fn ingest(
+        &self,
+        store: &Store,
+        raws: Vec<RawItem>,
+        now: DateTime<Utc>,
+    ) -> Result<IngestReport, StoreError> {
+        let mut report = IngestReport::default();
+        let mut ready = Vec::with_capacity(raws.len());
+        for raw in raws {
+            let url = raw.url.clone();
+            match self.prepare(raw) {
+                Ok(item) => ready.push(item),
+                Err(e) => {
+                    report.failed += 1;
+                    report.errors.push(format!("{url}: {e}"));
+                }
+            }
+        }
+        report.counts = store.upsert_items(&ready, now).await?;
+        Ok(report)
+    }
+}
+
+fn compact(tokens: &[Token]) -> Vec<crate::store::IndexToken> {
+    index_tokens(tokens)
+        .map(|t| (t.text.clone(), t.start, t.end, t.position))
+        .collect()
+}
+
+/// The URL an item is known by: fragment and utm_* tracking parameters dropped.
+pub fn canonical_url(raw: &str) -> Option<String> {
+    let mut url = url::Url::parse(raw.trim()).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return None;
+    }
+    url.set_fragment(None);
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| !k.starts_with("utm_"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if kept.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    Some(url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_urls_drop_tracking_and_fragments() {
+        let rows = [
+            ("https://Example.jp/a?utm_source=x&id=3#top", Some("https://example.jp/a?id=3")),
+            ("https://example.jp/a?utm_medium=rss", Some("https://example.jp/a")),
+            ("ftp://example.jp/a", None),
+            ("not a url", None),
+        ];
+        for (raw, want) in rows {
+            assert_eq!(canonical_url(raw).as_deref(), want, "{raw}");
+        }
+    }
+}

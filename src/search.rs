@@ -1,0 +1,549 @@
+//! search: the only module that touches tantivy. One `schema()`, tokenizers registered by role
+//! on every open, the indexer that follows the database's change sequence, and queries.
+//!
+//! Title and body are indexed from the tokens the pipeline stored (tantivy's pre-tokenized
+//! text), so each item is segmented once; queries go through the same analyzer, registered as
+//! the `ja` tokenizer. A second field of character bigrams with real positions catches words
+//! the dictionary segments differently.
+use crate::store::{Store, StoreError, StoredItem};
+use crate::text::{truncate_chars, Analyzer};
+use serde::{Deserialize, Serialize};
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::schema::{
+    DateOptions, DateTimePrecision, Field, IndexRecordOption, Schema, TextFieldIndexing,
+    TextOptions, Value, FAST, INDEXED, STORED, STRING,
+};
+use tantivy::tokenizer::{PreTokenizedStream, PreTokenizedString, Token as TvToken, Tokenizer};
+use tantivy::{DateTime as TvDate, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("search index error: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    #[error("cannot open the search index directory {0}")]
+    Dir(String),
+    #[error("query syntax: {0}")]
+    Query(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type Result<T> = std::result::Result<T, SearchError>;
+
+const JA: &str = "ja";
+const BIGRAM: &str = "bigram";
+
+#[derive(Clone, Copy)]
+pub struct Fields {
+    pub id: Field,
+    pub title: Field,
+    pub body: Field,
+    pub grams: Field,
+    pub services: Field,
+    pub categories: Field,
+    pub kind: Field,
+    pub source: Field,
+    pub sentiment: Field,
+    pub published: Field,
+}
+
+/// The one schema. Changing it means `kizashi reindex`.
+pub fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let text = |tokenizer: &str| {
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(tokenizer)
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        )
+    };
+    let fields = Fields {
+        id: b.add_u64_field("id", INDEXED | STORED | FAST),
+        title: b.add_text_field("title", text(JA)),
+        body: b.add_text_field("body", text(JA)),
+        grams: b.add_text_field("grams", text(BIGRAM)),
+        services: b.add_text_field("services", STRING | FAST),
+        categories: b.add_text_field("categories", STRING | FAST),
+        kind: b.add_text_field("kind", STRING | FAST),
+        source: b.add_text_field("source", STRING | FAST),
+        sentiment: b.add_text_field("sentiment", STRING | FAST),
+        published: b.add_date_field(
+            "published",
+            DateOptions::from(INDEXED | STORED | FAST).set_precision(DateTimePrecision::Milliseconds),
+        ),
+    };
+    (b.build(), fields)
+}
+
+/// The `ja` tokenizer: the project's analyzer, minus symbols, as tantivy tokens.
+#[derive(Clone)]
+pub struct JaTokenizer(pub Arc<Analyzer>);
+
+impl Tokenizer for JaTokenizer {
+    type TokenStream<'a> = PreTokenizedStream;
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> PreTokenizedStream {
+        // A text the analyzer rejects yields no tokens rather than a panic.
+        let tokens = self.0.tokenize(text).unwrap_or_default();
+        let tokens = crate::text::index_tokens(&tokens)
+            .map(|t| TvToken {
+                offset_from: t.start,
+                offset_to: t.end,
+                position: t.position,
+                text: t.text.clone(),
+                position_length: 1,
+            })
+            .collect();
+        PreTokenizedString {
+            text: text.to_string(),
+            tokens,
+        }
+        .into()
+    }
+}
+
+/// Character bigrams over NFKC/lower-cased text, with real positions (tantivy's NgramTokenizer
+/// puts every gram at position 0, which breaks phrases). Runs of letters and digits are split
+/// at anything else; a one-character run yields that character.
+#[derive(Clone, Default)]
+pub struct BigramTokenizer;
+
+pub fn bigrams(text: &str) -> Vec<TvToken> {
+    use unicode_normalization::UnicodeNormalization;
+    let mut out = Vec::new();
+    let mut run: Vec<(char, usize, usize)> = Vec::new();
+    let mut position = 0;
+    let mut flush = |run: &mut Vec<(char, usize, usize)>, position: &mut usize| {
+        if run.len() == 1 {
+            let (c, s, e) = run[0];
+            out.push(TvToken { offset_from: s, offset_to: e, position: *position, text: c.to_string(), position_length: 1 });
+            *position += 1;
+        }
+        for w in run.windows(2) {
+            out.push(TvToken {
+                offset_from: w[0].1,
+                offset_to: w[1].2,
+                position: *position,
+                text: format!("{}{}", w[0].0, w[1].0),
+                position_length: 1,
+            });
+            *position += 1;
+        }
+        if !run.is_empty() {
+            *position += 1; // a gap so phrases never span two runs
+        }
+        run.clear();
+    };
+    for (start, ch) in text.char_indices() {
+        let end = start + ch.len_utf8();
+        for n in std::iter::once(ch).nfkc().flat_map(char::to_lowercase) {
+            if n.is_alphanumeric() {
+                run.push((n, start, end));
+            } else {
+                flush(&mut run, &mut position);
+            }
+        }
+    }
+    flush(&mut run, &mut position);
+    out
+}
+
+impl Tokenizer for BigramTokenizer {
+    type TokenStream<'a> = PreTokenizedStream;
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> PreTokenizedStream {
+        PreTokenizedString {
+            text: text.to_string(),
+            tokens: bigrams(text),
+        }
+        .into()
+    }
+}
+
+/// What the index has committed, stored in tantivy's commit payload so it is atomic with the
+/// documents it describes.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Watermark {
+    /// Highest change sequence applied.
+    pub hwm: i64,
+    /// Reindex generation the index was built for.
+    pub generation: i64,
+}
+
+#[derive(Clone)]
+pub struct SearchIndex {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+    applied: Arc<AtomicI64>,
+}
+
+/// Sort order of results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortBy {
+    #[default]
+    Relevance,
+    Newest,
+}
+
+/// A parsed search request (the web layer builds it from query parameters).
+#[derive(Debug, Clone, Default)]
+pub struct SearchRequest {
+    pub q: String,
+    pub service: Option<String>,
+    pub kind: Option<String>,
+    /// epoch ms, half-open [from, to)
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub offset: usize,
+    pub limit: usize,
+    pub sort: SortBy,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    pub id: i64,
+    pub url: String,
+    pub title: String,
+    /// HTML-safe: text escaped, matches wrapped in <b>.
+    pub snippet: String,
+    pub published_at: String,
+    pub source: String,
+    pub kind: String,
+    pub services: Vec<String>,
+    pub sentiment: HitSentiment,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HitSentiment {
+    pub label: String,
+    pub score: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchResults {
+    pub total: usize,
+    pub hits: Vec<Hit>,
+}
+
+/// Snippet length in characters; tantivy counts bytes, so it is given three per character.
+const SNIPPET_CHARS: usize = 100;
+
+impl SearchIndex {
+    /// Opens or creates the index in `dir`, registering the tokenizers.
+    pub fn open(dir: &Path, analyzer: Arc<Analyzer>) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| SearchError::Dir(format!("{}: {e}", dir.display())))?;
+        let (schema, fields) = schema();
+        let mmap = tantivy::directory::MmapDirectory::open(dir)
+            .map_err(|e| SearchError::Dir(format!("{}: {e}", dir.display())))?;
+        let index = Index::open_or_create(mmap, schema)?;
+        index.tokenizers().register(JA, JaTokenizer(analyzer));
+        index.tokenizers().register(BIGRAM, BigramTokenizer);
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        let s = Self {
+            index,
+            reader,
+            fields,
+            applied: Arc::new(AtomicI64::new(0)),
+        };
+        let w = s.committed_watermark()?;
+        s.applied.store(w.hwm, Ordering::SeqCst);
+        Ok(s)
+    }
+
+    pub fn committed_watermark(&self) -> Result<Watermark> {
+        let metas = self.index.load_metas()?;
+        Ok(metas
+            .payload
+            .and_then(|p| serde_json::from_str(&p).ok())
+            .unwrap_or_default())
+    }
+
+    /// The change sequence the searchable index reflects.
+    pub fn applied_seq(&self) -> i64 {
+        self.applied.load(Ordering::SeqCst)
+    }
+
+    pub fn writer(&self) -> Result<IndexWriter> {
+        Ok(self.index.writer(50_000_000)?)
+    }
+
+    fn document(&self, item: &StoredItem) -> TantivyDocument {
+        let f = self.fields;
+        let pre = |text: &str, toks: &[crate::store::IndexToken]| PreTokenizedString {
+            text: text.to_string(),
+            tokens: toks
+                .iter()
+                .map(|(t, s, e, p)| TvToken {
+                    offset_from: *s,
+                    offset_to: *e,
+                    position: *p,
+                    text: t.clone(),
+                    position_length: 1,
+                })
+                .collect(),
+        };
+        let mut doc = TantivyDocument::default();
+        doc.add_u64(f.id, item.id as u64);
+        doc.add_pre_tokenized_text(f.title, pre(&item.title, &item.tokens.title));
+        doc.add_pre_tokenized_text(f.body, pre(&item.body, &item.tokens.body));
+        doc.add_text(f.grams, format!("{}\n{}", item.title, item.body));
+        for s in &item.services {
+            doc.add_text(f.services, s);
+        }
+        for c in &item.categories {
+            doc.add_text(f.categories, c);
+        }
+        doc.add_text(f.kind, &item.kind);
+        doc.add_text(f.source, &item.source);
+        doc.add_text(f.sentiment, &item.sentiment_label);
+        doc.add_date(f.published, TvDate::from_timestamp_millis(item.published_at));
+        doc
+    }
+
+    /// Applies changes after the committed watermark, or rebuilds everything when the database
+    /// asks for a new generation. Commits the documents and the new watermark together.
+    /// Returns the number of changes applied.
+    pub async fn catch_up(&self, store: &Store, writer: &Mutex<IndexWriter>) -> Result<usize> {
+        let mut mark = self.committed_watermark()?;
+        let generation: i64 = store
+            .meta("reindex_generation")
+            .await?
+            .and_then(|g| g.parse().ok())
+            .unwrap_or(0);
+        let mut applied = 0;
+        if generation != mark.generation {
+            let upto = store.last_change().await?;
+            self.with_writer(writer, |w| {
+                w.delete_all_documents()?;
+                Ok(())
+            })?;
+            let mut after = 0;
+            loop {
+                let ids = store.item_ids_after(after, 500).await?;
+                let Some(&last) = ids.last() else { break };
+                after = last;
+                let items = store.items(&ids).await?;
+                applied += items.len();
+                self.with_writer(writer, |w| {
+                    for item in &items {
+                        w.add_document(self.document(item))?;
+                    }
+                    Ok(())
+                })?;
+            }
+            mark = Watermark { hwm: upto, generation };
+            self.commit(writer, mark)?;
+        }
+        loop {
+            let changes = store.changes_after(mark.hwm, 1000).await?;
+            let Some(&(last_seq, _)) = changes.last() else { break };
+            let mut ids: Vec<i64> = changes.iter().map(|(_, id)| *id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let items = store.items(&ids).await?;
+            self.with_writer(writer, |w| {
+                // Delete then add by id: idempotent, so replaying a change is harmless, and
+                // an id with no row left (a deletion) stays deleted.
+                for id in &ids {
+                    w.delete_term(Term::from_field_u64(self.fields.id, *id as u64));
+                }
+                for item in &items {
+                    w.add_document(self.document(item))?;
+                }
+                Ok(())
+            })?;
+            applied += changes.len();
+            mark.hwm = last_seq;
+            self.commit(writer, mark)?;
+        }
+        Ok(applied)
+    }
+
+    fn with_writer<T>(
+        &self,
+        writer: &Mutex<IndexWriter>,
+        f: impl FnOnce(&mut IndexWriter) -> tantivy::Result<T>,
+    ) -> Result<T> {
+        let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(f(&mut w)?)
+    }
+
+    fn commit(&self, writer: &Mutex<IndexWriter>, mark: Watermark) -> Result<()> {
+        let payload = serde_json::to_string(&mark).unwrap_or_default();
+        self.with_writer(writer, |w| {
+            let mut prepared = w.prepare_commit()?;
+            prepared.set_payload(&payload);
+            prepared.commit()?;
+            Ok(())
+        })?;
+        self.reader.reload()?;
+        self.applied.store(mark.hwm, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn build_query(&self, req: &SearchRequest) -> Result<Box<dyn Query>> {
+        let f = self.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        if !req.q.trim().is_empty() {
+            let mut parser = QueryParser::for_index(&self.index, vec![f.title, f.body, f.grams]);
+            parser.set_conjunction_by_default();
+            parser.set_field_boost(f.title, 2.0);
+            parser.set_field_boost(f.grams, 0.5);
+            let q = parser
+                .parse_query(&req.q)
+                .map_err(|e| SearchError::Query(e.to_string()))?;
+            clauses.push((Occur::Must, q));
+        }
+        let term = |field: Field, v: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(Term::from_field_text(field, v), IndexRecordOption::Basic))
+        };
+        if let Some(s) = &req.service {
+            clauses.push((Occur::Must, term(f.services, s)));
+        }
+        if let Some(k) = &req.kind {
+            clauses.push((Occur::Must, term(f.kind, k)));
+        }
+        if req.from.is_some() || req.to.is_some() {
+            let bound = |v: Option<i64>, inclusive: bool| match v {
+                None => Bound::Unbounded,
+                Some(ms) => {
+                    let t = Term::from_field_date(f.published, TvDate::from_timestamp_millis(ms));
+                    if inclusive {
+                        Bound::Included(t)
+                    } else {
+                        Bound::Excluded(t)
+                    }
+                }
+            };
+            clauses.push((
+                Occur::Must,
+                Box::new(RangeQuery::new(bound(req.from, true), bound(req.to, false))),
+            ));
+        }
+        Ok(match clauses.len() {
+            0 => Box::new(AllQuery),
+            _ => {
+                if clauses.iter().all(|(_, q)| q.is::<RangeQuery>() || q.is::<TermQuery>()) {
+                    clauses.push((Occur::Must, Box::new(AllQuery)));
+                }
+                Box::new(BooleanQuery::new(clauses))
+            }
+        })
+    }
+
+    /// Runs a search; the hits are filled from the database (the source of truth).
+    pub async fn search(&self, store: &Store, req: &SearchRequest) -> Result<SearchResults> {
+        let query = self.build_query(req)?;
+        let searcher = self.reader.searcher();
+        let limit = req.limit.max(1);
+        let (total, addrs) = (|| -> Result<_> {
+            let total = searcher.search(&*query, &Count)?;
+            let addrs: Vec<tantivy::DocAddress> = match req.sort {
+                SortBy::Relevance => searcher
+                    .search(&*query, &TopDocs::with_limit(limit).and_offset(req.offset).order_by_score())?
+                    .into_iter()
+                    .map(|(_, a)| a)
+                    .collect(),
+                SortBy::Newest => searcher
+                    .search(
+                        &*query,
+                        &TopDocs::with_limit(limit)
+                            .and_offset(req.offset)
+                            .order_by_fast_field::<TvDate>("published", Order::Desc),
+                    )?
+                    .into_iter()
+                    .map(|(_, a)| a)
+                    .collect(),
+            };
+            Ok((total, addrs))
+        })()?;
+        let mut ids = Vec::with_capacity(addrs.len());
+        for a in addrs {
+            let doc: TantivyDocument = searcher.doc(a)?;
+            if let Some(id) = doc.get_first(self.fields.id).and_then(|v| v.as_u64()) {
+                ids.push(id as i64);
+            }
+        }
+        let items = store.items(&ids).await?;
+        let mut generator = tantivy::snippet::SnippetGenerator::create(&searcher, &*query, self.fields.body)?;
+        generator.set_max_num_chars(SNIPPET_CHARS * 3);
+        let hits = items
+            .into_iter()
+            .map(|it| {
+                let snippet = generator.snippet(&it.body);
+                let snippet = if snippet.is_empty() {
+                    html_escape::encode_text(&truncate_chars(&it.body, SNIPPET_CHARS)).into_owned()
+                } else {
+                    snippet.to_html()
+                };
+                Hit {
+                    id: it.id,
+                    url: it.url,
+                    title: it.title,
+                    snippet,
+                    published_at: crate::aggregate::jst_rfc3339(it.published_at),
+                    source: it.source,
+                    kind: it.kind,
+                    services: it.services,
+                    sentiment: HitSentiment {
+                        label: it.sentiment_label,
+                        score: it.sentiment_score,
+                    },
+                }
+            })
+            .collect();
+        Ok(SearchResults { total, hits })
+    }
+
+    /// Publication times (epoch ms) of every item matching the request, for time series.
+    pub fn matching_times(&self, req: &SearchRequest) -> Result<Vec<i64>> {
+        let query = self.build_query(req)?;
+        let searcher = self.reader.searcher();
+        {
+            let docs = searcher.search(&*query, &tantivy::collector::DocSetCollector)?;
+            let mut out = Vec::with_capacity(docs.len());
+            for seg_ord in docs.iter().map(|a| a.segment_ord).collect::<std::collections::BTreeSet<_>>() {
+                let reader = searcher.segment_reader(seg_ord);
+                let col = reader.fast_fields().date("published")?;
+                for a in docs.iter().filter(|a| a.segment_ord == seg_ord) {
+                    if let Some(d) = col.first(a.doc_id) {
+                        out.push(d.into_timestamp_millis());
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grams(s: &str) -> Vec<(String, usize)> {
+        bigrams(s).into_iter().map(|t| (t.text, t.position)).collect()
+    }
+
+    #[test]
+    fn bigrams_have_real_positions_and_break_at_punctuation() {
+        assert_eq!(
+            grams("東京都"),
+            vec![("東京".into(), 0), ("京都".into(), 1)]
+        );
+        assert_eq!(
+            grams("ＰａｙＰａｙ、京"),
+            vec![
+                ("pa".into(), 0),
+                ("ay".into(), 1),
+                ("yp".into(), 2),
+                ("pa".into(), 3),
+                ("ay".into(), 4),
+                ("京".into(), 6)
+            ]
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! text: normalization and tokenization. Owns the one lindera analyzer every stage shares, so
+//! classification, indexing and queries all see the same tokens.
+//!
+//! Normalization runs as lindera-analysis character filters (NFKC, Latin lower-casing, iteration
+//! marks), which keep byte offsets mapped back to the original text: tokens carry the normalized
+//! form for matching and the original offsets for highlighting.
+use lindera::dictionary::{load_embedded_dictionary, DictionaryBuilder, DictionaryKind};
+use lindera::mode::Mode;
+use lindera::segmenter::Segmenter;
+use lindera_analysis::character_filter::japanese_iteration_mark::JapaneseIterationMarkCharacterFilter;
+use lindera_analysis::character_filter::mapping::MappingCharacterFilter;
+use lindera_analysis::character_filter::unicode_normalize::{
+    UnicodeNormalizeCharacterFilter, UnicodeNormalizeKind,
+};
+use lindera_analysis::tokenizer::Tokenizer;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TextError {
+    #[error("cannot load the IPADIC dictionary: {0}")]
+    Dictionary(String),
+    #[error("cannot load the user dictionary: {0}")]
+    UserDictionary(String),
+    #[error("tokenization failed: {0}")]
+    Tokenize(String),
+}
+
+/// One token of analyzed text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Token {
+    /// Normalized surface (NFKC, Latin lower-case): what matching and the index use.
+    pub text: String,
+    /// Dictionary base form (終止形) in normalized form; the surface when unknown.
+    pub base: String,
+    /// Katakana reading, empty when unknown.
+    pub reading: String,
+    /// Part-of-speech path, e.g. `名詞,固有名詞,組織,*`.
+    pub pos: String,
+    /// Byte offsets into the original (un-normalized) text.
+    pub start: usize,
+    pub end: usize,
+    /// Token position (stop-word removal downstream leaves gaps, so phrases still line up).
+    pub position: usize,
+}
+
+impl Token {
+    /// Punctuation and symbols: kept for sentence splitting, never indexed.
+    pub fn is_symbol(&self) -> bool {
+        self.pos.starts_with("記号") || self.text.chars().all(|c| !c.is_alphanumeric())
+    }
+}
+
+/// The analyzer: IPADIC plus the project's user dictionary behind normalizing filters.
+pub struct Analyzer {
+    tokenizer: Tokenizer,
+}
+
+impl Analyzer {
+    /// Builds the analyzer from the user dictionary's CSV text (simple format
+    /// `surface,part_of_speech,reading`).
+    pub fn new(user_dictionary_csv: &str) -> Result<Self, TextError> {
+        let dictionary = load_embedded_dictionary(DictionaryKind::IPADIC)
+            .map_err(|e| TextError::Dictionary(e.to_string()))?;
+        let user_dictionary = DictionaryBuilder::new(dictionary.metadata.clone())
+            .build_user_dict_from_reader(user_dictionary_csv.as_bytes())
+            .map_err(|e| TextError::UserDictionary(e.to_string()))?;
+        let segmenter = Segmenter::new(Mode::Normal, dictionary, Some(user_dictionary));
+        let mut tokenizer = Tokenizer::new(segmenter);
+        tokenizer.append_character_filter(
+            UnicodeNormalizeCharacterFilter::new(UnicodeNormalizeKind::NFKC).into(),
+        );
+        let lower: HashMap<String, String> = ('A'..='Z')
+            .map(|c| (c.to_string(), c.to_ascii_lowercase().to_string()))
+            .collect();
+        tokenizer.append_character_filter(
+            MappingCharacterFilter::new(lower)
+                .map_err(|e| TextError::Dictionary(e.to_string()))?
+                .into(),
+        );
+        tokenizer.append_character_filter(JapaneseIterationMarkCharacterFilter::new(true, true).into());
+        Ok(Self { tokenizer })
+    }
+
+    /// Segments `text` once; every later stage reuses these tokens.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<Token>, TextError> {
+        if text.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw = self
+            .tokenizer
+            .tokenize(text)
+            .map_err(|e| TextError::Tokenize(e.to_string()))?;
+        let mut out = Vec::with_capacity(raw.len());
+        for mut t in raw {
+            let surface = t.surface.to_string();
+            if surface.trim().is_empty() {
+                continue;
+            }
+            let (start, end) = (t.byte_start.min(text.len()), t.byte_end.min(text.len()));
+            let position = t.position;
+            let details = t.details();
+            let field = |i: usize| details.get(i).copied().filter(|d| !d.is_empty() && *d != "*");
+            let pos = (0..4)
+                .map(|i| details.get(i).copied().unwrap_or("*"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let base = field(6)
+                .map(|b| b.to_lowercase())
+                .unwrap_or_else(|| surface.clone());
+            let reading = field(7).unwrap_or("").to_string();
+            out.push(Token {
+                text: surface,
+                base,
+                reading,
+                pos,
+                start,
+                end,
+                position,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Normalized form of a short string (a lexicon term, an alias): the concatenated token
+    /// texts, so terms are compared the same way text is.
+    pub fn normalize_term(&self, term: &str) -> Result<String, TextError> {
+        Ok(self
+            .tokenize(term)?
+            .iter()
+            .filter(|t| !t.is_symbol())
+            .map(|t| t.text.as_str())
+            .collect())
+    }
+}
+
+/// Tokens that enter the search index: no symbols, no whitespace; positions kept.
+pub fn index_tokens(tokens: &[Token]) -> impl Iterator<Item = &Token> {
+    tokens.iter().filter(|t| !t.is_symbol())
+}
+
+/// Reduces HTML (feed descriptions, Atom content) to plain text: tags dropped, entities decoded,
+/// block elements and <br> become line breaks, script and style dropped.
+pub fn html_to_text(html: &str) -> String {
+    if !html.contains('<') && !html.contains('&') {
+        return collapse_whitespace(html);
+    }
+    let fragment = scraper::Html::parse_fragment(html);
+    let mut out = String::with_capacity(html.len());
+    walk(*fragment.root_element(), &mut out);
+    collapse_whitespace(&out)
+}
+
+fn walk(node: ego_tree::NodeRef<'_, scraper::Node>, out: &mut String) {
+    for child in node.children() {
+        match child.value() {
+            scraper::Node::Text(t) => out.push_str(t),
+            scraper::Node::Element(e) => {
+                let name = e.name();
+                if matches!(name, "script" | "style" | "noscript" | "template") {
+                    continue;
+                }
+                let block = matches!(
+                    name,
+                    "p" | "div" | "br" | "li" | "ul" | "ol" | "h1" | "h2" | "h3" | "h4" | "h5"
+                        | "h6" | "tr" | "table" | "blockquote" | "section" | "article" | "pre"
+                );
+                if block {
+                    out.push('\n');
+                }
+                walk(child, out);
+                if block {
+                    out.push('\n');
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Trims each line, collapses runs of spaces, keeps at most one blank line.
+pub fn collapse_whitespace(s: &str) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for line in s.lines() {
+        let collapsed = line.split_whitespace().collect::<Vec<_>>().join(" ");
+        if collapsed.is_empty() && lines.last().is_none_or(|l| l.is_empty()) {
+            continue;
+        }
+        lines.push(collapsed);
+    }
+    while lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    lines.join("\n")
+}
+
+/// Truncates to at most `max_chars` characters (not bytes), adding an ellipsis when cut.
+pub fn truncate_chars(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::OnceLock;
+
+    pub(crate) fn analyzer() -> &'static Analyzer {
+        static A: OnceLock<Analyzer> = OnceLock::new();
+        A.get_or_init(|| Analyzer::new(crate::dictionaries::Dictionaries::builtin().userdic()).unwrap())
+    }
+
+    fn texts(s: &str) -> Vec<String> {
+        index_tokens(&analyzer().tokenize(s).unwrap())
+            .map(|t| t.text.clone())
+            .collect()
+    }
+
+    #[test]
+    fn normalization_table() {
+        // (input, normalized term)
+        let rows = [
+            ("ＰａｙＰａｙ", "paypay"),
+            ("７ｐａｙ", "7pay"),
+            ("7PAY", "7pay"),
+            ("ＬＩＮＥ　Ｐａｙ", "linepay"),
+            ("ｾﾌﾞﾝﾍﾟｲ", "セブンペイ"),
+        ];
+        for (input, want) in rows {
+            assert_eq!(analyzer().normalize_term(input).unwrap(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn user_dictionary_keeps_service_names_whole() {
+        assert_eq!(texts("７ｐａｙで不正利用"), vec!["7pay", "で", "不正", "利用"]);
+        assert!(texts("セブンペイが怖い").contains(&"セブンペイ".to_string()));
+    }
+
+    #[test]
+    fn offsets_point_into_the_original_text() {
+        let s = "ＰａｙＰａｙで払った";
+        let toks = analyzer().tokenize(s).unwrap();
+        assert_eq!(&s[toks[0].start..toks[0].end], "ＰａｙＰａｙ");
+        assert_eq!(toks[0].text, "paypay");
+    }
+
+    #[test]
+    fn tokens_carry_base_form_reading_and_pos() {
+        let toks = analyzer().tokenize("使えなかった").unwrap();
+        assert_eq!(toks[0].base, "使える");
+        assert!(toks[0].pos.starts_with("動詞"));
+        assert!(!toks[0].reading.is_empty());
+    }
+
+    #[test]
+    fn html_becomes_text() {
+        assert_eq!(
+            html_to_text("<p>7payで&amp;<b>不正</b></p><p>被害&#x3002;</p><script>x()</script>"),
+            "7payで&不正\n被害。"
+        );
+        assert_eq!(html_to_text("plain  text"), "plain text");
+    }
+
+    #[test]
+    fn truncation_counts_characters() {
+        assert_eq!(truncate_chars("二段階認証", 3), "二段階…");
+        assert_eq!(truncate_chars("abc", 3), "abc");
+    }
+}

@@ -1,0 +1,60 @@
+//! The one place errors become HTTP: each module's error maps to a status and a message.
+use crate::search::SearchError;
+use crate::store::StoreError;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("not found")]
+    NotFound,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<SearchError> for WebError {
+    fn from(e: SearchError) -> Self {
+        match e {
+            SearchError::Query(msg) => WebError::BadRequest(format!(
+                "cannot read the query ({msg}); quote words that contain : or other symbols"
+            )),
+            other => WebError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for WebError {
+    fn from(e: StoreError) -> Self {
+        WebError::Internal(e.to_string())
+    }
+}
+
+impl From<askama::Error> for WebError {
+    fn from(e: askama::Error) -> Self {
+        WebError::Internal(format!("template: {e}"))
+    }
+}
+
+impl ResponseError for WebError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WebError::NotFound => StatusCode::NOT_FOUND,
+            WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let WebError::Internal(msg) = self {
+            tracing::error!(error = %msg, "request failed");
+        }
+        let message = match self {
+            // Internal details go to the log, not to the client.
+            WebError::Internal(_) => "internal error; see the server log".to_string(),
+            other => other.to_string(),
+        };
+        HttpResponse::build(self.status_code()).json(serde_json::json!({ "error": message }))
+    }
+}

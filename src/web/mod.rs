@@ -1,0 +1,202 @@
+//! web: the only module that knows actix-web and askama. Routes are grouped public / viewer /
+//! operator / admin from the start; until accounts exist every group is open to viewers.
+mod api;
+mod chart;
+pub mod error;
+mod i18n;
+mod pages;
+
+use crate::app::AppState;
+use crate::domain::Slug;
+use crate::search::{SearchRequest, SortBy};
+use actix_web::{web, App, HttpResponse, HttpServer};
+use error::WebError;
+use serde::Deserialize;
+use std::net::TcpListener;
+use std::sync::{Arc, OnceLock};
+
+pub use i18n::Lang;
+
+type State = web::Data<AppState>;
+
+pub fn server(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<actix_web::dev::Server> {
+    let data = web::Data::from(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                WebError::BadRequest(format!("bad query string: {e}")).into()
+            }))
+            .wrap(actix_web::middleware::Compress::default())
+            .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("kizashi::http"))
+            .configure(public_routes)
+            .configure(viewer_routes)
+            .configure(operator_routes)
+    })
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+/// Open to anyone, always: health and static assets (later: the status page).
+fn public_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(api::healthz))
+        .route("/static/{name}", web::get().to(static_file));
+}
+
+/// Read-only product pages and API (viewer role once accounts exist).
+fn viewer_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(pages::dashboard_ja))
+        .route("/en", web::get().to(pages::dashboard_en))
+        .route("/en/", web::get().to(pages::dashboard_en))
+        .route("/search", web::get().to(pages::search_ja))
+        .route("/en/search", web::get().to(pages::search_en))
+        .route("/api/search", web::get().to(api::search))
+        .route("/api/timeseries", web::get().to(api::timeseries));
+}
+
+/// Actions that change what the system does (operator role once accounts exist).
+fn operator_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/crawl", web::post().to(api::crawl_now));
+}
+
+const CSS: &str = include_str!("../../static/css/app.css");
+
+/// The stylesheet's cache-busting name, `app.<hash>.css`.
+pub fn css_name() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(CSS.as_bytes());
+        format!("app.{:x}.css", h)[..16].to_string() + ".css"
+    })
+}
+
+async fn static_file(name: web::Path<String>) -> HttpResponse {
+    if name.as_str() == css_name() {
+        HttpResponse::Ok()
+            .content_type("text/css; charset=utf-8")
+            .insert_header(("Cache-Control", "public, max-age=31536000, immutable"))
+            .body(CSS)
+    } else {
+        HttpResponse::NotFound().finish()
+    }
+}
+
+/// Query parameters shared by the search API and page; parsed into types here, at the edge.
+#[derive(Debug, Default, Deserialize)]
+pub struct SearchParams {
+    pub q: Option<String>,
+    pub service: Option<String>,
+    pub kind: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub page: Option<String>,
+    pub per_page: Option<String>,
+    pub sort: Option<String>,
+}
+
+pub const MAX_PER_PAGE: usize = 100;
+/// Deepest result reachable by paging; deeper pages cost too much to rank.
+pub const MAX_DEPTH: usize = 10_000;
+
+fn non_empty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Checks a service slug against the dictionaries.
+fn parse_service(state: &AppState, v: &Option<String>) -> Result<Option<String>, WebError> {
+    match non_empty(v) {
+        None => Ok(None),
+        Some(s) => {
+            let slug = Slug::parse(s).map_err(|e| WebError::BadRequest(format!("service: {e}")))?;
+            if state.dicts.service(slug.as_str()).is_none() {
+                return Err(WebError::BadRequest(format!(
+                    "service: unknown service {s:?} (known: {})",
+                    state.dicts.services.iter().map(|s| s.slug.as_str()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            Ok(Some(slug.to_string()))
+        }
+    }
+}
+
+fn parse_time_param(name: &str, v: &Option<String>) -> Result<Option<i64>, WebError> {
+    non_empty(v)
+        .map(|s| crate::aggregate::parse_time(s).map_err(|e| WebError::BadRequest(format!("{name}: {e}"))))
+        .transpose()
+}
+
+/// Parsed search parameters: the request plus the page numbers for rendering links.
+pub struct ParsedSearch {
+    pub request: SearchRequest,
+    pub page: usize,
+    pub per_page: usize,
+}
+
+pub fn parse_search(state: &AppState, p: &SearchParams) -> Result<ParsedSearch, WebError> {
+    let number = |name: &str, v: &Option<String>, default: usize| -> Result<usize, WebError> {
+        match non_empty(v) {
+            None => Ok(default),
+            Some(s) => s
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| WebError::BadRequest(format!("{name}: {s:?} is not a whole number ≥ 1"))),
+        }
+    };
+    let page = number("page", &p.page, 1)?;
+    let per_page = number("per_page", &p.per_page, 20)?;
+    if per_page > MAX_PER_PAGE {
+        return Err(WebError::BadRequest(format!("per_page: at most {MAX_PER_PAGE}")));
+    }
+    let offset = (page - 1).saturating_mul(per_page);
+    if offset.saturating_add(per_page) > MAX_DEPTH {
+        return Err(WebError::BadRequest(format!(
+            "page: results beyond the first {MAX_DEPTH} cannot be paged; narrow the query"
+        )));
+    }
+    let kind = match non_empty(&p.kind) {
+        None => None,
+        Some(k) => Some(
+            crate::domain::ItemKind::parse(k)
+                .map_err(|e| WebError::BadRequest(format!("kind: {e}")))?
+                .as_str()
+                .to_string(),
+        ),
+    };
+    let sort = match non_empty(&p.sort) {
+        None | Some("relevance") => SortBy::Relevance,
+        Some("newest") => SortBy::Newest,
+        Some(other) => {
+            return Err(WebError::BadRequest(format!(
+                "sort: {other:?} is not relevance or newest"
+            )))
+        }
+    };
+    let from = parse_time_param("from", &p.from)?;
+    let to = parse_time_param("to", &p.to)?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if f >= t {
+            return Err(WebError::BadRequest("from must be before to".into()));
+        }
+    }
+    let q = p.q.clone().unwrap_or_default();
+    if q.chars().count() > 500 {
+        return Err(WebError::BadRequest("q: at most 500 characters".into()));
+    }
+    Ok(ParsedSearch {
+        request: SearchRequest {
+            q,
+            service: parse_service(state, &p.service)?,
+            kind,
+            from,
+            to,
+            offset,
+            limit: per_page,
+            sort,
+        },
+        page,
+        per_page,
+    })
+}

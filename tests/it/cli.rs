@@ -1,0 +1,132 @@
+//! The real binary: import (with catch-up into a server started later), analyze, config errors.
+use crate::{enc, spawn_app_with, test_settings};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn kizashi(data_dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kizashi"));
+    c.env("KIZASHI_DATA_DIR", data_dir).env("KIZASHI_LOG", "warn").current_dir(data_dir);
+    c
+}
+
+fn run_with_stdin(mut cmd: Command, input: &str) -> (i32, String, String) {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn line(i: usize, title: &str, body: &str, at: &str, kind: &str) -> String {
+    serde_json::json!({
+        "url": format!("https://news.example.jp/{i}"), "title": title, "body": body,
+        "published_at": at, "source": "import-test", "kind": kind, "author": if kind == "social" { Some(format!("u{}", i % 7)) } else { None }
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_keeps_good_lines_reports_bad_ones_and_the_server_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    // 60 items over three JST days; every third mentions 不正利用; every fifth has hostile HTML.
+    let mut lines = Vec::new();
+    let mut want_fraud = 0;
+    let mut want_day: std::collections::BTreeMap<String, u64> = Default::default();
+    for i in 0..60 {
+        let day = ["2019-07-02", "2019-07-03", "2019-07-04"][i % 3];
+        let at = format!("{day}T{:02}:{:02}:00+09:00", (i * 7) % 24, i % 60);
+        let fraud = i % 3 == 0;
+        let body = format!(
+            "{}7payの話題その{i}。{}",
+            if i % 5 == 0 { "<img src=x onerror=alert(1)>" } else { "" },
+            if fraud { "不正利用が疑われる" } else { "特に問題はない" }
+        );
+        if fraud {
+            want_fraud += 1;
+        }
+        *want_day.entry(format!("{day}T00:00:00+09:00")).or_default() += 1;
+        lines.push(line(i, &format!("記事{i}"), &body, &at, if i % 2 == 0 { "news" } else { "social" }));
+    }
+    lines.insert(10, "{not json".into());
+    lines.insert(20, line(999, "日付が変", "本文", "3rd of July", "news"));
+    let input = lines.join("\n") + "\n";
+
+    let (code, out, err) = run_with_stdin({ let mut c = kizashi(dir.path()); c.args(["import", "-"]); c }, &input);
+    assert_eq!(code, 0, "{err}");
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(summary["new"], 60, "{out}");
+    assert_eq!(summary["failed"], 2);
+    assert!(err.contains("line 11:"), "{err}");
+    assert!(err.contains("line 21:") && err.contains("published_at"), "{err}");
+
+    // Importing the same file twice adds nothing.
+    let (_, out, _) = run_with_stdin({ let mut c = kizashi(dir.path()); c.args(["import", "-"]); c }, &input);
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(summary["new"], 0);
+    assert_eq!(summary["unchanged"], 60);
+
+    // The server was down during the import; on start its index catches up from the database.
+    let path = dir.path().to_path_buf();
+    let app = spawn_app_with(test_settings(&path, &[]), Some(dir)).await;
+    app.wait_indexed().await;
+    let (_, body) = app.get_json(&format!("/api/search?q={}&per_page=100", enc("不正利用"))).await;
+    assert_eq!(body["total"], want_fraud, "{body}");
+    for hit in body["hits"].as_array().unwrap() {
+        let s = hit["snippet"].as_str().unwrap();
+        assert!(!s.contains("<img"), "snippet is HTML-safe: {s}");
+        assert!(s.contains("<b>"), "snippet highlights: {s}");
+    }
+    let (_, body) = app.get_json("/api/timeseries?service=7pay&interval=day&from=2019-07-02&to=2019-07-05").await;
+    let got: std::collections::BTreeMap<String, u64> = body["buckets"].as_array().unwrap().iter()
+        .map(|b| (b["start"].as_str().unwrap().to_string(), b["mentions"].as_u64().unwrap())).collect();
+    assert_eq!(got, want_day);
+
+    // A reindex request rebuilds the index from the database with the same results.
+    let (code, _, err) = run_with_stdin({ let mut c = kizashi(&path); c.arg("reindex"); c }, "");
+    assert_eq!(code, 0, "{err}");
+    for _ in 0..100 {
+        if app.state.index.committed_watermark().unwrap().generation == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.state.index.committed_watermark().unwrap().generation, 1);
+    let (_, body) = app.get_json(&format!("/api/search?q={}&per_page=100", enc("不正利用"))).await;
+    assert_eq!(body["total"], want_fraud);
+}
+
+#[test]
+fn analyze_prints_one_json_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run_with_stdin(
+        { let mut c = kizashi(dir.path()); c.arg("analyze"); c },
+        "ＰａｙＰａｙで払った\nPayPayは大丈夫だけど7payは怖い。\n今日は晴れ\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["text"], "ＰａｙＰａｙで払った");
+    assert_eq!(rows[0]["services"], serde_json::json!(["paypay"]));
+    assert_eq!(rows[1]["services"], serde_json::json!(["7pay", "paypay"]));
+    for r in &rows {
+        assert!(["negative", "neutral", "positive"].contains(&r["sentiment"]["label"].as_str().unwrap()));
+        assert!(r["sentiment"]["score"].as_f64().unwrap().abs() <= 1.0);
+        assert!(r["categories"].is_array() && r["targets"].is_array());
+    }
+    assert_eq!(rows[2]["sentiment"]["label"], "neutral");
+}
+
+#[test]
+fn a_bad_config_is_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "bind = \"127.0.0.1:8080\"\n[crawl]\ntimeout_secs = -3\n").unwrap();
+    let out = kizashi(dir.path()).args(["--config", cfg.to_str().unwrap(), "serve"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("crawl.timeout_secs"), "{err}");
+}
