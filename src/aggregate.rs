@@ -67,7 +67,9 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
         return Ok(t.timestamp_millis());
     }
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        let midnight = d.and_hms_opt(0, 0, 0).and_then(|n| Tokyo.from_local_datetime(&n).single());
+        let midnight = d
+            .and_hms_opt(0, 0, 0)
+            .and_then(|n| Tokyo.from_local_datetime(&n).single());
         if let Some(t) = midnight {
             return Ok(t.timestamp_millis());
         }
@@ -82,7 +84,12 @@ pub const MAX_BUCKETS: i64 = 20_000;
 
 /// Counts `times` into consecutive buckets covering [from, to) on JST boundaries. `from` is
 /// floored and `to` ceiled to bucket edges; times outside are ignored.
-pub fn buckets(times: &[i64], interval: Interval, from: i64, to: i64) -> Result<Vec<Bucket>, String> {
+pub fn buckets(
+    times: &[i64],
+    interval: Interval,
+    from: i64,
+    to: i64,
+) -> Result<Vec<Bucket>, String> {
     let step = interval.millis();
     let start = floor(from, interval);
     let end = ceil(to, interval).max(start);
@@ -149,16 +156,32 @@ mod tests {
         assert_eq!(
             b,
             vec![
-                Bucket { start: "2019-07-02T00:00:00+09:00".into(), mentions: 1 },
-                Bucket { start: "2019-07-03T00:00:00+09:00".into(), mentions: 3 },
+                Bucket {
+                    start: "2019-07-02T00:00:00+09:00".into(),
+                    mentions: 1
+                },
+                Bucket {
+                    start: "2019-07-03T00:00:00+09:00".into(),
+                    mentions: 3
+                },
             ]
         );
     }
 
     #[test]
     fn hour_buckets_and_half_open_ranges() {
-        let times = [t("2019-07-03T10:00:00+09:00"), t("2019-07-03T10:59:00+09:00"), t("2019-07-03T12:00:00+09:00")];
-        let b = buckets(&times, Interval::Hour, t("2019-07-03T10:00:00+09:00"), t("2019-07-03T12:00:00+09:00")).unwrap();
+        let times = [
+            t("2019-07-03T10:00:00+09:00"),
+            t("2019-07-03T10:59:00+09:00"),
+            t("2019-07-03T12:00:00+09:00"),
+        ];
+        let b = buckets(
+            &times,
+            Interval::Hour,
+            t("2019-07-03T10:00:00+09:00"),
+            t("2019-07-03T12:00:00+09:00"),
+        )
+        .unwrap();
         assert_eq!(b.iter().map(|b| b.mentions).collect::<Vec<_>>(), vec![2, 0]);
     }
 

@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Debug, Parser)]
-#[command(name = "kizashi", version, about = "Early warning for Japanese cashless-payment incidents")]
+#[command(
+    name = "kizashi",
+    version,
+    about = "Early warning for Japanese cashless-payment incidents"
+)]
 pub struct Cli {
     /// Configuration file (default: ./kizashi.toml when present, else built-in defaults).
     #[arg(long, global = true, value_name = "FILE")]
@@ -49,7 +53,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -126,7 +133,9 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
                 .await?
                 .and_then(|g| g.parse().ok())
                 .unwrap_or(0);
-            store.set_meta("reindex_generation", &(current + 1).to_string()).await?;
+            store
+                .set_meta("reindex_generation", &(current + 1).to_string())
+                .await?;
             println!(
                 "reindex requested (generation {}): a running `kizashi serve` rebuilds the index now, otherwise the next start does",
                 current + 1
@@ -206,11 +215,17 @@ async fn import(settings: Settings, clock: SharedClock, file: &str) -> anyhow::R
             }
         }
         if batch.len() >= 500 {
-            let r = state.pipeline.ingest(&state.store, std::mem::take(&mut batch), state.clock.now()).await?;
+            let r = state
+                .pipeline
+                .ingest(&state.store, std::mem::take(&mut batch), state.clock.now())
+                .await?;
             merge(&mut report, r);
         }
     }
-    let r = state.pipeline.ingest(&state.store, batch, state.clock.now()).await?;
+    let r = state
+        .pipeline
+        .ingest(&state.store, batch, state.clock.now())
+        .await?;
     merge(&mut report, r);
     for e in &report.errors {
         eprintln!("skipped: {e}");

@@ -110,8 +110,16 @@ fn default_item_kind() -> String {
 }
 fn default_services() -> Vec<String> {
     [
-        "7pay", "paypay", "linepay", "merpay", "famipay", "dbarai", "aupay", "rakutenpay",
-        "coincheck", "zaif",
+        "7pay",
+        "paypay",
+        "linepay",
+        "merpay",
+        "famipay",
+        "dbarai",
+        "aupay",
+        "rakutenpay",
+        "coincheck",
+        "zaif",
     ]
     .map(String::from)
     .to_vec()
@@ -216,14 +224,15 @@ impl Settings {
         env: impl Iterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
         let mut table = match file {
-            Some((path, text)) => text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax {
-                path: path.to_string(),
-                reason: e.message().to_string()
-                    + &e
-                        .span()
-                        .map(|s| format!(" (line {})", line_of(text, s.start)))
-                        .unwrap_or_default(),
-            })?,
+            Some((path, text)) => text
+                .parse::<toml::Table>()
+                .map_err(|e| ConfigError::Syntax {
+                    path: path.to_string(),
+                    reason: e.message().to_string()
+                        + &e.span()
+                            .map(|s| format!(" (line {})", line_of(text, s.start)))
+                            .unwrap_or_default(),
+                })?,
             None => toml::Table::new(),
         };
         for (name, value) in env {
@@ -240,14 +249,26 @@ impl Settings {
         let raw: RawSettings = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| {
                 let key = e.path().to_string();
-                key_err(if key == "." { "(top level)".into() } else { key }, e.into_inner().to_string())
+                let reason = e.into_inner().to_string();
+                let reason = reason.lines().next().unwrap_or("invalid value").to_string();
+                key_err(
+                    if key == "." {
+                        "(top level)".into()
+                    } else {
+                        key
+                    },
+                    reason,
+                )
             })?;
         Self::validate(raw)
     }
 
     fn validate(raw: RawSettings) -> Result<Self, ConfigError> {
         let bind: SocketAddr = raw.bind.parse().map_err(|_| {
-            key_err("bind", format!("{:?} is not an address like 127.0.0.1:8080", raw.bind))
+            key_err(
+                "bind",
+                format!("{:?} is not an address like 127.0.0.1:8080", raw.bind),
+            )
         })?;
         if raw.data_dir.as_os_str().is_empty() {
             return Err(key_err("data_dir", "must not be empty"));
@@ -270,7 +291,8 @@ impl Settings {
             if sources.iter().any(|o| o.name == name) {
                 return Err(key_err(k("name"), format!("{name} is used by two sources")));
             }
-            let url = url::Url::parse(&s.url).map_err(|e| key_err(k("url"), format!("{:?}: {e}", s.url)))?;
+            let url = url::Url::parse(&s.url)
+                .map_err(|e| key_err(k("url"), format!("{:?}: {e}", s.url)))?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(key_err(k("url"), "only http and https URLs can be fetched"));
             }
@@ -333,7 +355,10 @@ fn env_value(raw: &str) -> toml::Value {
         .filter(|v| {
             matches!(
                 v,
-                toml::Value::Boolean(_) | toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Array(_)
+                toml::Value::Boolean(_)
+                    | toml::Value::Integer(_)
+                    | toml::Value::Float(_)
+                    | toml::Value::Array(_)
             )
         })
         .unwrap_or_else(|| toml::Value::String(raw.to_string()))
@@ -409,8 +434,14 @@ mod tests {
                 "[[sources]]\nname = \"a\"\nurl = \"http://x/\"\nschedule = \"*/5 * * * *\"",
                 "`sources[0].schedule`",
             ),
-            ("[[sources]]\nname = \"A B\"\nurl = \"http://x/\"", "`sources[0].name`"),
-            ("[[sources]]\nname = \"a\"\nurl = \"ftp://x/\"", "`sources[0].url`"),
+            (
+                "[[sources]]\nname = \"A B\"\nurl = \"http://x/\"",
+                "`sources[0].name`",
+            ),
+            (
+                "[[sources]]\nname = \"a\"\nurl = \"ftp://x/\"",
+                "`sources[0].url`",
+            ),
             ("services = [\"7pay\", \"nopay\"]", "`services[1]`"),
         ];
         for (file, key) in rows {

@@ -4,7 +4,6 @@
 use crate::config::CrawlSettings;
 use crate::domain::{ItemKind, RawItem};
 use crate::text::html_to_text;
-use futures_util::StreamExt;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +83,10 @@ impl HttpClient {
         if let Some(lm) = last_modified {
             req = req.header(reqwest::header::IF_MODIFIED_SINCE, lm);
         }
-        let resp = req.send().await.map_err(|e| CrawlError::Http(e.to_string()))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| CrawlError::Http(e.to_string()))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(Fetched::NotModified);
@@ -106,9 +108,12 @@ impl HttpClient {
         }
         // The cap applies to the decompressed stream: reqwest decodes gzip/brotli before us.
         let mut bytes = Vec::new();
-        let mut stream = resp.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| CrawlError::Http(e.to_string()))?;
+        let mut resp = resp;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| CrawlError::Http(e.to_string()))?
+        {
             if bytes.len() as u64 + chunk.len() as u64 > self.max_body {
                 return Err(CrawlError::TooLarge(self.max_body));
             }
@@ -270,7 +275,8 @@ mod tests {
     #[test]
     fn shift_jis_feed_decodes_from_its_prolog() {
         let (bytes, _, _) = encoding_rs::SHIFT_JIS.encode(RSS);
-        let (items, decision) = parse_feed(&bytes, Some("application/xml"), "s", ItemKind::News).unwrap();
+        let (items, decision) =
+            parse_feed(&bytes, Some("application/xml"), "s", ItemKind::News).unwrap();
         assert_eq!(decision.encoding, "Shift_JIS");
         assert_eq!(decision.from, "prolog");
         assert_eq!(items.len(), 2);

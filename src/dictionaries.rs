@@ -94,10 +94,11 @@ impl Dictionaries {
         categories: &str,
         sentiment: &str,
     ) -> Result<Self, DictionaryError> {
-        let services: ServicesFile = toml::from_str(services).map_err(|e| DictionaryError::Parse {
-            file: "services.toml".into(),
-            reason: e.to_string(),
-        })?;
+        let services: ServicesFile =
+            toml::from_str(services).map_err(|e| DictionaryError::Parse {
+                file: "services.toml".into(),
+                reason: e.to_string(),
+            })?;
         let categories: CategoriesFile =
             toml::from_str(categories).map_err(|e| DictionaryError::Parse {
                 file: "categories.toml".into(),
@@ -170,16 +171,30 @@ mod tests {
         assert_eq!(
             services,
             [
-                "7pay", "paypay", "linepay", "merpay", "famipay", "dbarai", "aupay",
-                "rakutenpay", "coincheck", "zaif"
+                "7pay",
+                "paypay",
+                "linepay",
+                "merpay",
+                "famipay",
+                "dbarai",
+                "aupay",
+                "rakutenpay",
+                "coincheck",
+                "zaif"
             ]
         );
         let categories: Vec<_> = d.categories.iter().map(|c| c.slug.as_str()).collect();
         assert_eq!(
             categories,
             [
-                "fraud", "outage", "leak", "security", "suspension", "compensation",
-                "promotion", "response"
+                "fraud",
+                "outage",
+                "leak",
+                "security",
+                "suspension",
+                "compensation",
+                "promotion",
+                "response"
             ]
         );
         assert!(d.sentiment.len() > 20);

@@ -45,7 +45,11 @@ pub async fn crawl_source(state: &AppState, source: &SourceRow) -> CrawlSummary 
     let kind = ItemKind::parse(&source.item_kind).unwrap_or(ItemKind::News);
     let fetched = state
         .http
-        .fetch(&source.url, source.etag.as_deref(), source.last_modified.as_deref())
+        .fetch(
+            &source.url,
+            source.etag.as_deref(),
+            source.last_modified.as_deref(),
+        )
         .await;
     match fetched {
         Ok(Fetched::NotModified) => {
@@ -61,7 +65,11 @@ pub async fn crawl_source(state: &AppState, source: &SourceRow) -> CrawlSummary 
             Ok((items, charset)) => {
                 summary.seen_items = items.len() as u64;
                 summary.charset = Some(format!("{} ({})", charset.encoding, charset.from));
-                match state.pipeline.ingest(&state.store, items, state.clock.now()).await {
+                match state
+                    .pipeline
+                    .ingest(&state.store, items, state.clock.now())
+                    .await
+                {
                     Ok(report) => {
                         summary.status = "ok".into();
                         summary.new_items = report.counts.new;
@@ -85,7 +93,11 @@ pub async fn crawl_source(state: &AppState, source: &SourceRow) -> CrawlSummary 
     record.error = summary.error.clone();
     record.new_items = summary.new_items;
     record.seen_items = summary.seen_items;
-    if let Err(e) = state.store.record_fetch(source.id, &record, state.clock.now()).await {
+    if let Err(e) = state
+        .store
+        .record_fetch(source.id, &record, state.clock.now())
+        .await
+    {
         tracing::error!(source = %source.name, error = %e, "cannot record fetch");
     }
     if let Some(err) = &summary.error {
@@ -97,9 +109,13 @@ pub async fn crawl_source(state: &AppState, source: &SourceRow) -> CrawlSummary 
 }
 
 /// Crawls every enabled source once, at most `crawl.concurrency` at a time.
-pub async fn crawl_all(state: &Arc<AppState>) -> Result<Vec<CrawlSummary>, crate::store::StoreError> {
+pub async fn crawl_all(
+    state: &Arc<AppState>,
+) -> Result<Vec<CrawlSummary>, crate::store::StoreError> {
     let sources = state.store.sources().await?;
-    let permits = Arc::new(tokio::sync::Semaphore::new(state.settings.crawl.concurrency));
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        state.settings.crawl.concurrency,
+    ));
     let mut tasks = Vec::new();
     for source in sources.into_iter().filter(|s| s.enabled) {
         let state = state.clone();
@@ -122,29 +138,43 @@ pub async fn crawl_all(state: &Arc<AppState>) -> Result<Vec<CrawlSummary>, crate
 /// Starts one cron job per enabled source, evaluated in Asia/Tokyo.
 pub async fn start_scheduler(state: Arc<AppState>) -> anyhow::Result<JobScheduler> {
     let scheduler = JobScheduler::new().await?;
-    for source in state.store.sources().await?.into_iter().filter(|s| s.enabled) {
+    for source in state
+        .store
+        .sources()
+        .await?
+        .into_iter()
+        .filter(|s| s.enabled)
+    {
         let name = source.name.clone();
         let st = state.clone();
-        let job = Job::new_async_tz(source.schedule.as_str(), chrono_tz::Asia::Tokyo, move |_, _| {
-            let st = st.clone();
-            let name = name.clone();
-            Box::pin(async move {
-                // Re-read the row: the database is authoritative (validators, enabled flag).
-                match st.store.sources().await {
-                    Ok(rows) => {
-                        if let Some(row) = rows.into_iter().find(|r| r.name == name && r.enabled) {
-                            crawl_source(&st, &row).await;
+        let job = Job::new_async_tz(
+            source.schedule.as_str(),
+            chrono_tz::Asia::Tokyo,
+            move |_, _| {
+                let st = st.clone();
+                let name = name.clone();
+                Box::pin(async move {
+                    // Re-read the row: the database is authoritative (validators, enabled flag).
+                    match st.store.sources().await {
+                        Ok(rows) => {
+                            if let Some(row) =
+                                rows.into_iter().find(|r| r.name == name && r.enabled)
+                            {
+                                crawl_source(&st, &row).await;
+                            }
                         }
+                        Err(e) => tracing::error!(error = %e, "cannot read sources"),
                     }
-                    Err(e) => tracing::error!(error = %e, "cannot read sources"),
-                }
-            })
-        });
+                })
+            },
+        );
         match job {
             Ok(job) => {
                 scheduler.add(job).await?;
             }
-            Err(e) => tracing::error!(source = %source.name, error = %e, "bad schedule; source not scheduled"),
+            Err(e) => {
+                tracing::error!(source = %source.name, error = %e, "bad schedule; source not scheduled")
+            }
         }
     }
     scheduler.start().await?;
@@ -153,9 +183,15 @@ pub async fn start_scheduler(state: Arc<AppState>) -> anyhow::Result<JobSchedule
 
 /// Runs the indexer on its own thread (tantivy's writer blocks): it catches up at start, then
 /// whenever notified and every two seconds, until `stop` is set.
-pub fn spawn_indexer(state: Arc<AppState>, stop: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<()> {
+pub fn spawn_indexer(
+    state: Arc<AppState>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt,
             Err(e) => {
                 tracing::error!(error = %e, "indexer runtime");

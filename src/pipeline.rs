@@ -66,11 +66,21 @@ impl Pipeline {
             None => format!("u:{url}"),
         };
         let mut h = Sha256::new();
-        for part in [&raw.title, &raw.body, &url, raw.author.as_deref().unwrap_or("")] {
+        for part in [
+            &raw.title,
+            &raw.body,
+            &url,
+            raw.author.as_deref().unwrap_or(""),
+        ] {
             h.update(part.as_bytes());
             h.update([0]);
         }
-        h.update(raw.published_at.map(|t| t.timestamp_millis()).unwrap_or(0).to_le_bytes());
+        h.update(
+            raw.published_at
+                .map(|t| t.timestamp_millis())
+                .unwrap_or(0)
+                .to_le_bytes(),
+        );
         let content_hash = format!("{:x}", h.finalize())[..32].to_string();
         Ok(NewItem {
             identity,
@@ -149,8 +159,14 @@ mod tests {
     #[test]
     fn canonical_urls_drop_tracking_and_fragments() {
         let rows = [
-            ("https://Example.jp/a?utm_source=x&id=3#top", Some("https://example.jp/a?id=3")),
-            ("https://example.jp/a?utm_medium=rss", Some("https://example.jp/a")),
+            (
+                "https://Example.jp/a?utm_source=x&id=3#top",
+                Some("https://example.jp/a?id=3"),
+            ),
+            (
+                "https://example.jp/a?utm_medium=rss",
+                Some("https://example.jp/a"),
+            ),
             ("ftp://example.jp/a", None),
             ("not a url", None),
         ];

@@ -19,7 +19,9 @@ use tantivy::schema::{
     TextOptions, Value, FAST, INDEXED, STORED, STRING,
 };
 use tantivy::tokenizer::{PreTokenizedStream, PreTokenizedString, Token as TvToken, Tokenizer};
-use tantivy::{DateTime as TvDate, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{
+    DateTime as TvDate, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
@@ -74,7 +76,8 @@ pub fn schema() -> (Schema, Fields) {
         sentiment: b.add_text_field("sentiment", STRING | FAST),
         published: b.add_date_field(
             "published",
-            DateOptions::from(INDEXED | STORED | FAST).set_precision(DateTimePrecision::Milliseconds),
+            DateOptions::from(INDEXED | STORED | FAST)
+                .set_precision(DateTimePrecision::Milliseconds),
         ),
     };
     (b.build(), fields)
@@ -120,7 +123,13 @@ pub fn bigrams(text: &str) -> Vec<TvToken> {
     let mut flush = |run: &mut Vec<(char, usize, usize)>, position: &mut usize| {
         if run.len() == 1 {
             let (c, s, e) = run[0];
-            out.push(TvToken { offset_from: s, offset_to: e, position: *position, text: c.to_string(), position_length: 1 });
+            out.push(TvToken {
+                offset_from: s,
+                offset_to: e,
+                position: *position,
+                text: c.to_string(),
+                position_length: 1,
+            });
             *position += 1;
         }
         for w in run.windows(2) {
@@ -235,14 +244,18 @@ const SNIPPET_CHARS: usize = 100;
 impl SearchIndex {
     /// Opens or creates the index in `dir`, registering the tokenizers.
     pub fn open(dir: &Path, analyzer: Arc<Analyzer>) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| SearchError::Dir(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| SearchError::Dir(format!("{}: {e}", dir.display())))?;
         let (schema, fields) = schema();
         let mmap = tantivy::directory::MmapDirectory::open(dir)
             .map_err(|e| SearchError::Dir(format!("{}: {e}", dir.display())))?;
         let index = Index::open_or_create(mmap, schema)?;
         index.tokenizers().register(JA, JaTokenizer(analyzer));
         index.tokenizers().register(BIGRAM, BigramTokenizer);
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
         let s = Self {
             index,
             reader,
@@ -300,7 +313,10 @@ impl SearchIndex {
         doc.add_text(f.kind, &item.kind);
         doc.add_text(f.source, &item.source);
         doc.add_text(f.sentiment, &item.sentiment_label);
-        doc.add_date(f.published, TvDate::from_timestamp_millis(item.published_at));
+        doc.add_date(
+            f.published,
+            TvDate::from_timestamp_millis(item.published_at),
+        );
         doc
     }
 
@@ -335,12 +351,17 @@ impl SearchIndex {
                     Ok(())
                 })?;
             }
-            mark = Watermark { hwm: upto, generation };
+            mark = Watermark {
+                hwm: upto,
+                generation,
+            };
             self.commit(writer, mark)?;
         }
         loop {
             let changes = store.changes_after(mark.hwm, 1000).await?;
-            let Some(&(last_seq, _)) = changes.last() else { break };
+            let Some(&(last_seq, _)) = changes.last() else {
+                break;
+            };
             let mut ids: Vec<i64> = changes.iter().map(|(_, id)| *id).collect();
             ids.sort_unstable();
             ids.dedup();
@@ -399,7 +420,10 @@ impl SearchIndex {
             clauses.push((Occur::Must, q));
         }
         let term = |field: Field, v: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(Term::from_field_text(field, v), IndexRecordOption::Basic))
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, v),
+                IndexRecordOption::Basic,
+            ))
         };
         if let Some(s) = &req.service {
             clauses.push((Occur::Must, term(f.services, s)));
@@ -427,7 +451,10 @@ impl SearchIndex {
         Ok(match clauses.len() {
             0 => Box::new(AllQuery),
             _ => {
-                if clauses.iter().all(|(_, q)| q.is::<RangeQuery>() || q.is::<TermQuery>()) {
+                if clauses
+                    .iter()
+                    .all(|(_, q)| q.is::<RangeQuery>() || q.is::<TermQuery>())
+                {
                     clauses.push((Occur::Must, Box::new(AllQuery)));
                 }
                 Box::new(BooleanQuery::new(clauses))
@@ -444,7 +471,12 @@ impl SearchIndex {
             let total = searcher.search(&*query, &Count)?;
             let addrs: Vec<tantivy::DocAddress> = match req.sort {
                 SortBy::Relevance => searcher
-                    .search(&*query, &TopDocs::with_limit(limit).and_offset(req.offset).order_by_score())?
+                    .search(
+                        &*query,
+                        &TopDocs::with_limit(limit)
+                            .and_offset(req.offset)
+                            .order_by_score(),
+                    )?
                     .into_iter()
                     .map(|(_, a)| a)
                     .collect(),
@@ -469,7 +501,8 @@ impl SearchIndex {
             }
         }
         let items = store.items(&ids).await?;
-        let mut generator = tantivy::snippet::SnippetGenerator::create(&searcher, &*query, self.fields.body)?;
+        let mut generator =
+            tantivy::snippet::SnippetGenerator::create(&searcher, &*query, self.fields.body)?;
         generator.set_max_num_chars(SNIPPET_CHARS * 3);
         let hits = items
             .into_iter()
@@ -506,7 +539,11 @@ impl SearchIndex {
         {
             let docs = searcher.search(&*query, &tantivy::collector::DocSetCollector)?;
             let mut out = Vec::with_capacity(docs.len());
-            for seg_ord in docs.iter().map(|a| a.segment_ord).collect::<std::collections::BTreeSet<_>>() {
+            for seg_ord in docs
+                .iter()
+                .map(|a| a.segment_ord)
+                .collect::<std::collections::BTreeSet<_>>()
+            {
                 let reader = searcher.segment_reader(seg_ord);
                 let col = reader.fast_fields().date("published")?;
                 for a in docs.iter().filter(|a| a.segment_ord == seg_ord) {
@@ -525,7 +562,10 @@ mod tests {
     use super::*;
 
     fn grams(s: &str) -> Vec<(String, usize)> {
-        bigrams(s).into_iter().map(|t| (t.text, t.position)).collect()
+        bigrams(s)
+            .into_iter()
+            .map(|t| (t.text, t.position))
+            .collect()
     }
 
     #[test]

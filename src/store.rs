@@ -147,6 +147,12 @@ impl Store {
         Ok(Self { pool })
     }
 
+    /// A write transaction. SQLite takes the write lock up front (BEGIN IMMEDIATE), so two
+    /// writers wait for each other (busy timeout) instead of failing on a lock upgrade.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -174,7 +180,7 @@ impl Store {
     /// Seeds sources and watched services from the config on the first start only; afterwards
     /// the database is authoritative. Returns whether seeding happened.
     pub async fn seed_once(&self, settings: &Settings, now: DateTime<Utc>) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let done: Option<String> = sqlx::query("SELECT value FROM meta WHERE key = 'seeded_at'")
             .fetch_optional(&mut *tx)
             .await?
@@ -204,12 +210,14 @@ impl Store {
     }
 
     pub async fn watched_services(&self) -> Result<Vec<String>> {
-        Ok(sqlx::query("SELECT slug FROM services WHERE watched = 1 ORDER BY created_at, slug")
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|r| r.get(0))
-            .collect())
+        Ok(
+            sqlx::query("SELECT slug FROM services WHERE watched = 1 ORDER BY created_at, slug")
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(|r| r.get(0))
+                .collect(),
+        )
     }
 
     pub async fn sources(&self) -> Result<Vec<SourceRow>> {
@@ -239,7 +247,12 @@ impl Store {
             .collect())
     }
 
-    pub async fn record_fetch(&self, source_id: i64, rec: &FetchRecord, now: DateTime<Utc>) -> Result<()> {
+    pub async fn record_fetch(
+        &self,
+        source_id: i64,
+        rec: &FetchRecord,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         sqlx::query(
             "UPDATE sources SET last_fetch_at = $1, last_status = $2, last_error = $3,
                     etag = COALESCE($4, etag), last_modified = COALESCE($5, last_modified),
@@ -261,14 +274,20 @@ impl Store {
 
     /// Stores items in one transaction: new identities are inserted, changed content updates
     /// in place, identical content is left alone. Each insert or update appends a change.
-    pub async fn upsert_items(&self, items: &[NewItem], now: DateTime<Utc>) -> Result<UpsertCounts> {
+    pub async fn upsert_items(
+        &self,
+        items: &[NewItem],
+        now: DateTime<Utc>,
+    ) -> Result<UpsertCounts> {
         let mut counts = UpsertCounts::default();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for item in items {
-            let existing = sqlx::query("SELECT id, content_hash, analysis_version FROM items WHERE identity = $1")
-                .bind(&item.identity)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let existing = sqlx::query(
+                "SELECT id, content_hash, analysis_version FROM items WHERE identity = $1",
+            )
+            .bind(&item.identity)
+            .fetch_optional(&mut *tx)
+            .await?;
             let analysis_json = serde_json::to_string(&item.analysis)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let tokens_json = serde_json::to_string(&item.tokens)
@@ -284,11 +303,12 @@ impl Store {
                 Some(row) => {
                     let id: i64 = row.get(0);
                     // first_seen_at never changes; the publication date is re-clamped to it.
-                    let first_seen: i64 = sqlx::query("SELECT first_seen_at FROM items WHERE id = $1")
-                        .bind(id)
-                        .fetch_one(&mut *tx)
-                        .await?
-                        .get(0);
+                    let first_seen: i64 =
+                        sqlx::query("SELECT first_seen_at FROM items WHERE id = $1")
+                            .bind(id)
+                            .fetch_one(&mut *tx)
+                            .await?
+                            .get(0);
                     let (published, quality) = clamp_date(item.published_at, first_seen);
                     sqlx::query(
                         "UPDATE items SET url = $1, title = $2, body = $3, author = $4, kind = $5,
@@ -400,26 +420,30 @@ impl Store {
 
     /// Changes after `seq`, oldest first: (seq, item id).
     pub async fn changes_after(&self, seq: i64, limit: i64) -> Result<Vec<(i64, i64)>> {
-        Ok(sqlx::query("SELECT seq, item_id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(seq)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect())
+        Ok(
+            sqlx::query("SELECT seq, item_id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2")
+                .bind(seq)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect(),
+        )
     }
 
     /// Item ids in ascending order after `after_id`, for a full rebuild.
     pub async fn item_ids_after(&self, after_id: i64, limit: i64) -> Result<Vec<i64>> {
-        Ok(sqlx::query("SELECT id FROM items WHERE id > $1 ORDER BY id LIMIT $2")
-            .bind(after_id)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|r| r.get(0))
-            .collect())
+        Ok(
+            sqlx::query("SELECT id FROM items WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(|r| r.get(0))
+                .collect(),
+        )
     }
 
     /// Loads items by id (missing ids are skipped), in the order asked.
@@ -477,7 +501,12 @@ impl Store {
     }
 
     /// Publication times (epoch ms) of items that mention `service`, in [from, to).
-    pub async fn service_mention_times(&self, service: &str, from: i64, to: i64) -> Result<Vec<i64>> {
+    pub async fn service_mention_times(
+        &self,
+        service: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<i64>> {
         Ok(sqlx::query(
             "SELECT i.published_at FROM items i JOIN item_services s ON s.item_id = i.id
              WHERE s.service = $1 AND i.published_at >= $2 AND i.published_at < $3",
@@ -495,16 +524,20 @@ impl Store {
     /// Earliest and latest publication time of items mentioning `service` (any service: None).
     pub async fn mention_span(&self, service: Option<&str>) -> Result<Option<(i64, i64)>> {
         let row = match service {
-            Some(s) => sqlx::query(
-                "SELECT MIN(i.published_at), MAX(i.published_at) FROM items i
+            Some(s) => {
+                sqlx::query(
+                    "SELECT MIN(i.published_at), MAX(i.published_at) FROM items i
                  JOIN item_services s ON s.item_id = i.id WHERE s.service = $1",
-            )
-            .bind(s)
-            .fetch_one(&self.pool)
-            .await?,
-            None => sqlx::query("SELECT MIN(published_at), MAX(published_at) FROM items")
+                )
+                .bind(s)
                 .fetch_one(&self.pool)
-                .await?,
+                .await?
+            }
+            None => {
+                sqlx::query("SELECT MIN(published_at), MAX(published_at) FROM items")
+                    .fetch_one(&self.pool)
+                    .await?
+            }
         };
         let (a, b): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
         Ok(a.zip(b))
@@ -558,8 +591,14 @@ mod tests {
         let seen = Utc.with_ymd_and_hms(2019, 7, 3, 0, 0, 0).unwrap();
         let past = seen - chrono::Duration::hours(1);
         let future = seen + chrono::Duration::days(3);
-        assert_eq!(clamp_date(Some(past), ms(seen)), (ms(past), DateQuality::Exact));
-        assert_eq!(clamp_date(Some(future), ms(seen)), (ms(seen), DateQuality::ClampedFuture));
+        assert_eq!(
+            clamp_date(Some(past), ms(seen)),
+            (ms(past), DateQuality::Exact)
+        );
+        assert_eq!(
+            clamp_date(Some(future), ms(seen)),
+            (ms(seen), DateQuality::ClampedFuture)
+        );
         assert_eq!(clamp_date(None, ms(seen)), (ms(seen), DateQuality::Missing));
     }
 }

@@ -62,7 +62,7 @@ impl Analyzer {
     pub fn new(user_dictionary_csv: &str) -> Result<Self, TextError> {
         let dictionary = load_embedded_dictionary(DictionaryKind::IPADIC)
             .map_err(|e| TextError::Dictionary(e.to_string()))?;
-        let user_dictionary = DictionaryBuilder::new(dictionary.metadata.clone())
+        let user_dictionary = DictionaryBuilder::new((*dictionary.metadata).clone())
             .build_user_dict_from_reader(user_dictionary_csv.as_bytes())
             .map_err(|e| TextError::UserDictionary(e.to_string()))?;
         let segmenter = Segmenter::new(Mode::Normal, dictionary, Some(user_dictionary));
@@ -78,7 +78,8 @@ impl Analyzer {
                 .map_err(|e| TextError::Dictionary(e.to_string()))?
                 .into(),
         );
-        tokenizer.append_character_filter(JapaneseIterationMarkCharacterFilter::new(true, true).into());
+        tokenizer
+            .append_character_filter(JapaneseIterationMarkCharacterFilter::new(true, true).into());
         Ok(Self { tokenizer })
     }
 
@@ -100,7 +101,12 @@ impl Analyzer {
             let (start, end) = (t.byte_start.min(text.len()), t.byte_end.min(text.len()));
             let position = t.position;
             let details = t.details();
-            let field = |i: usize| details.get(i).copied().filter(|d| !d.is_empty() && *d != "*");
+            let field = |i: usize| {
+                details
+                    .get(i)
+                    .copied()
+                    .filter(|d| !d.is_empty() && *d != "*")
+            };
             let pos = (0..4)
                 .map(|i| details.get(i).copied().unwrap_or("*"))
                 .collect::<Vec<_>>()
@@ -162,8 +168,23 @@ fn walk(node: ego_tree::NodeRef<'_, scraper::Node>, out: &mut String) {
                 }
                 let block = matches!(
                     name,
-                    "p" | "div" | "br" | "li" | "ul" | "ol" | "h1" | "h2" | "h3" | "h4" | "h5"
-                        | "h6" | "tr" | "table" | "blockquote" | "section" | "article" | "pre"
+                    "p" | "div"
+                        | "br"
+                        | "li"
+                        | "ul"
+                        | "ol"
+                        | "h1"
+                        | "h2"
+                        | "h3"
+                        | "h4"
+                        | "h5"
+                        | "h6"
+                        | "tr"
+                        | "table"
+                        | "blockquote"
+                        | "section"
+                        | "article"
+                        | "pre"
                 );
                 if block {
                     out.push('\n');
@@ -178,20 +199,13 @@ fn walk(node: ego_tree::NodeRef<'_, scraper::Node>, out: &mut String) {
     }
 }
 
-/// Trims each line, collapses runs of spaces, keeps at most one blank line.
+/// Trims each line, collapses runs of spaces, drops blank lines.
 pub fn collapse_whitespace(s: &str) -> String {
-    let mut lines: Vec<String> = Vec::new();
-    for line in s.lines() {
-        let collapsed = line.split_whitespace().collect::<Vec<_>>().join(" ");
-        if collapsed.is_empty() && lines.last().is_none_or(|l| l.is_empty()) {
-            continue;
-        }
-        lines.push(collapsed);
-    }
-    while lines.last().is_some_and(|l| l.is_empty()) {
-        lines.pop();
-    }
-    lines.join("\n")
+    s.lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Truncates to at most `max_chars` characters (not bytes), adding an ellipsis when cut.
@@ -209,7 +223,9 @@ mod tests {
 
     pub(crate) fn analyzer() -> &'static Analyzer {
         static A: OnceLock<Analyzer> = OnceLock::new();
-        A.get_or_init(|| Analyzer::new(crate::dictionaries::Dictionaries::builtin().userdic()).unwrap())
+        A.get_or_init(|| {
+            Analyzer::new(crate::dictionaries::Dictionaries::builtin().userdic()).unwrap()
+        })
     }
 
     fn texts(s: &str) -> Vec<String> {
@@ -235,7 +251,10 @@ mod tests {
 
     #[test]
     fn user_dictionary_keeps_service_names_whole() {
-        assert_eq!(texts("７ｐａｙで不正利用"), vec!["7pay", "で", "不正", "利用"]);
+        assert_eq!(
+            texts("７ｐａｙで不正利用"),
+            vec!["7pay", "で", "不正", "利用"]
+        );
         assert!(texts("セブンペイが怖い").contains(&"セブンペイ".to_string()));
     }
 

@@ -15,7 +15,10 @@ pub async fn healthz(state: State) -> Result<HttpResponse, WebError> {
     })))
 }
 
-pub async fn search(state: State, params: web::Query<SearchParams>) -> Result<HttpResponse, WebError> {
+pub async fn search(
+    state: State,
+    params: web::Query<SearchParams>,
+) -> Result<HttpResponse, WebError> {
     let parsed = parse_search(&state, &params)?;
     let results = state.index.search(&state.store, &parsed.request).await?;
     Ok(HttpResponse::Ok().json(results))
@@ -30,18 +33,33 @@ pub struct TimeseriesParams {
     to: Option<String>,
 }
 
-pub async fn timeseries(state: State, p: web::Query<TimeseriesParams>) -> Result<HttpResponse, WebError> {
+pub async fn timeseries(
+    state: State,
+    p: web::Query<TimeseriesParams>,
+) -> Result<HttpResponse, WebError> {
     let service = parse_service(&state, &p.service)?;
-    let interval = match p.interval.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let interval = match p
+        .interval
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         None => Interval::Day,
-        Some(s) => Interval::parse(s).map_err(|e| WebError::BadRequest(format!("interval: {e}")))?,
+        Some(s) => {
+            Interval::parse(s).map_err(|e| WebError::BadRequest(format!("interval: {e}")))?
+        }
     };
     let from = parse_time_param("from", &p.from)?;
     let to = parse_time_param("to", &p.to)?;
     let q = p.q.clone().unwrap_or_default();
     // Without a query the database answers (the source of truth); a query needs the index.
     let times = match (&service, q.trim().is_empty()) {
-        (Some(s), true) => state.store.service_mention_times(s, i64::MIN, i64::MAX).await?,
+        (Some(s), true) => {
+            state
+                .store
+                .service_mention_times(s, i64::MIN, i64::MAX)
+                .await?
+        }
         _ => state.index.matching_times(&SearchRequest {
             q,
             service: service.clone(),

@@ -54,7 +54,15 @@ fn nice_ceiling(max: u64) -> u64 {
 }
 
 /// A bar chart of day buckets. `unit` follows each value in tooltips (件 / mentions).
-pub fn daily_bars(id: &str, title: &str, buckets: &[Bucket], color: &'static str, unit: &str, x_label: &str, y_label: &str) -> BarChart {
+pub fn daily_bars(
+    id: &str,
+    title: &str,
+    buckets: &[Bucket],
+    color: &'static str,
+    unit: &str,
+    x_label: &str,
+    y_label: &str,
+) -> BarChart {
     let (width, height) = (640.0, 200.0);
     let (left, right, top, bottom) = (44.0, width - 12.0, 12.0, height - 40.0);
     let max = buckets.iter().map(|b| b.mentions).max().unwrap_or(0);
@@ -71,7 +79,12 @@ pub fn daily_bars(id: &str, title: &str, buckets: &[Bucket], color: &'static str
                 y: bottom - h,
                 w: (slot * 0.8).max(1.0),
                 h,
-                title: format!("{}: {} {}", &b.start[..10.min(b.start.len())], b.mentions, unit),
+                title: format!(
+                    "{}: {} {}",
+                    &b.start[..10.min(b.start.len())],
+                    b.mentions,
+                    unit
+                ),
             }
         })
         .collect();
@@ -80,7 +93,11 @@ pub fn daily_bars(id: &str, title: &str, buckets: &[Bucket], color: &'static str
             let v = ceiling * i as f64 / 4.0;
             Tick {
                 pos: bottom - (v / ceiling) * (bottom - top),
-                label: if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.1}") },
+                label: if v.fract() == 0.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v:.1}")
+                },
             }
         })
         .collect();
@@ -100,8 +117,14 @@ pub fn daily_bars(id: &str, title: &str, buckets: &[Bucket], color: &'static str
         title: title.to_string(),
         desc: format!(
             "{} – {}: {total} {unit}",
-            buckets.first().map(|b| &b.start[..10.min(b.start.len())]).unwrap_or(""),
-            buckets.last().map(|b| &b.start[..10.min(b.start.len())]).unwrap_or("")
+            buckets
+                .first()
+                .map(|b| &b.start[..10.min(b.start.len())])
+                .unwrap_or(""),
+            buckets
+                .last()
+                .map(|b| &b.start[..10.min(b.start.len())])
+                .unwrap_or("")
         ),
         width,
         height,
@@ -125,8 +148,14 @@ mod tests {
     #[test]
     fn bar_heights_are_proportional_and_titled() {
         let b = vec![
-            Bucket { start: "2019-07-02T00:00:00+09:00".into(), mentions: 2 },
-            Bucket { start: "2019-07-03T00:00:00+09:00".into(), mentions: 4 },
+            Bucket {
+                start: "2019-07-02T00:00:00+09:00".into(),
+                mentions: 2,
+            },
+            Bucket {
+                start: "2019-07-03T00:00:00+09:00".into(),
+                mentions: 4,
+            },
         ];
         let c = daily_bars("c", "7pay", &b, PALETTE[0], "件", "日付", "件数");
         assert!((c.bars[1].h - 2.0 * c.bars[0].h).abs() < 1e-9);

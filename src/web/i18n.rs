@@ -57,7 +57,8 @@ pub const JA: Labels = Labels {
     negative: "ネガティブ",
     neutral: "中立",
     positive: "ポジティブ",
-    search_help: "スペース区切りは AND、OR で「または」、-語 で除外、\"…\" で語順どおりのフレーズ。",
+    search_help:
+        "スペース区切りは AND、OR で「または」、-語 で除外、\"…\" で語順どおりのフレーズ。",
 };
 
 pub const EN: Labels = Labels {

@@ -19,7 +19,10 @@ pub use i18n::Lang;
 
 type State = web::Data<AppState>;
 
-pub fn server(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<actix_web::dev::Server> {
+pub fn server(
+    listener: TcpListener,
+    state: Arc<AppState>,
+) -> std::io::Result<actix_web::dev::Server> {
     let data = web::Data::from(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -113,7 +116,13 @@ fn parse_service(state: &AppState, v: &Option<String>) -> Result<Option<String>,
             if state.dicts.service(slug.as_str()).is_none() {
                 return Err(WebError::BadRequest(format!(
                     "service: unknown service {s:?} (known: {})",
-                    state.dicts.services.iter().map(|s| s.slug.as_str()).collect::<Vec<_>>().join(", ")
+                    state
+                        .dicts
+                        .services
+                        .iter()
+                        .map(|s| s.slug.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
             Ok(Some(slug.to_string()))
@@ -123,7 +132,10 @@ fn parse_service(state: &AppState, v: &Option<String>) -> Result<Option<String>,
 
 fn parse_time_param(name: &str, v: &Option<String>) -> Result<Option<i64>, WebError> {
     non_empty(v)
-        .map(|s| crate::aggregate::parse_time(s).map_err(|e| WebError::BadRequest(format!("{name}: {e}"))))
+        .map(|s| {
+            crate::aggregate::parse_time(s)
+                .map_err(|e| WebError::BadRequest(format!("{name}: {e}")))
+        })
         .transpose()
 }
 
@@ -138,17 +150,17 @@ pub fn parse_search(state: &AppState, p: &SearchParams) -> Result<ParsedSearch, 
     let number = |name: &str, v: &Option<String>, default: usize| -> Result<usize, WebError> {
         match non_empty(v) {
             None => Ok(default),
-            Some(s) => s
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| WebError::BadRequest(format!("{name}: {s:?} is not a whole number ≥ 1"))),
+            Some(s) => s.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                WebError::BadRequest(format!("{name}: {s:?} is not a whole number ≥ 1"))
+            }),
         }
     };
     let page = number("page", &p.page, 1)?;
     let per_page = number("per_page", &p.per_page, 20)?;
     if per_page > MAX_PER_PAGE {
-        return Err(WebError::BadRequest(format!("per_page: at most {MAX_PER_PAGE}")));
+        return Err(WebError::BadRequest(format!(
+            "per_page: at most {MAX_PER_PAGE}"
+        )));
     }
     let offset = (page - 1).saturating_mul(per_page);
     if offset.saturating_add(per_page) > MAX_DEPTH {

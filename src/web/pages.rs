@@ -10,7 +10,9 @@ use askama::Template;
 use serde::Deserialize;
 
 fn html(body: String) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body)
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(body)
 }
 
 pub struct ServicePanel {
@@ -37,10 +39,16 @@ pub struct DashboardParams {
     to: Option<String>,
 }
 
-pub async fn dashboard_ja(state: State, p: web::Query<DashboardParams>) -> Result<HttpResponse, WebError> {
+pub async fn dashboard_ja(
+    state: State,
+    p: web::Query<DashboardParams>,
+) -> Result<HttpResponse, WebError> {
     dashboard(state, p.into_inner(), Lang::Ja).await
 }
-pub async fn dashboard_en(state: State, p: web::Query<DashboardParams>) -> Result<HttpResponse, WebError> {
+pub async fn dashboard_en(
+    state: State,
+    p: web::Query<DashboardParams>,
+) -> Result<HttpResponse, WebError> {
     dashboard(state, p.into_inner(), Lang::En).await
 }
 
@@ -50,17 +58,33 @@ const DAY: i64 = 86_400_000;
 async fn dashboard(state: State, p: DashboardParams, lang: Lang) -> Result<HttpResponse, WebError> {
     let t = lang.labels();
     let today = floor(state.clock.now().timestamp_millis(), Interval::Day);
-    let to = parse_time_param("to", &p.to)?.map(|v| floor(v, Interval::Day) + DAY).unwrap_or(today + DAY);
+    let to = parse_time_param("to", &p.to)?
+        .map(|v| floor(v, Interval::Day) + DAY)
+        .unwrap_or(today + DAY);
     let from = parse_time_param("from", &p.from)?.unwrap_or(to - 30 * DAY);
     if from >= to || (to - from) / DAY > 400 {
-        return Err(WebError::BadRequest("from must be before to, at most 400 days apart".into()));
+        return Err(WebError::BadRequest(
+            "from must be before to, at most 400 days apart".into(),
+        ));
     }
     let mut panels = Vec::new();
-    for (i, slug) in state.store.watched_services().await?.into_iter().enumerate() {
+    for (i, slug) in state
+        .store
+        .watched_services()
+        .await?
+        .into_iter()
+        .enumerate()
+    {
         let name = state
             .dicts
             .service(&slug)
-            .map(|s| if lang == Lang::Ja { s.name_ja.clone() } else { s.name_en.clone() })
+            .map(|s| {
+                if lang == Lang::Ja {
+                    s.name_ja.clone()
+                } else {
+                    s.name_en.clone()
+                }
+            })
             .unwrap_or_else(|| slug.clone());
         let times = state.store.service_mention_times(&slug, from, to).await?;
         let b = buckets(&times, Interval::Day, from, to).map_err(WebError::BadRequest)?;
@@ -81,7 +105,12 @@ async fn dashboard(state: State, p: DashboardParams, lang: Lang) -> Result<HttpR
             chart,
         });
     }
-    let date = |ms: i64| crate::aggregate::jst_rfc3339(ms).get(..10).unwrap_or("").to_string();
+    let date = |ms: i64| {
+        crate::aggregate::jst_rfc3339(ms)
+            .get(..10)
+            .unwrap_or("")
+            .to_string()
+    };
     let page = DashboardPage {
         t,
         css: css_name(),
@@ -115,16 +144,30 @@ struct SearchPage<'a> {
     searched: bool,
 }
 
-pub async fn search_ja(state: State, p: web::Query<SearchParams>) -> Result<HttpResponse, WebError> {
+pub async fn search_ja(
+    state: State,
+    p: web::Query<SearchParams>,
+) -> Result<HttpResponse, WebError> {
     search_page(state, p.into_inner(), Lang::Ja).await
 }
-pub async fn search_en(state: State, p: web::Query<SearchParams>) -> Result<HttpResponse, WebError> {
+pub async fn search_en(
+    state: State,
+    p: web::Query<SearchParams>,
+) -> Result<HttpResponse, WebError> {
     search_page(state, p.into_inner(), Lang::En).await
 }
 
 fn page_href(t: &Labels, p: &SearchParams, page: usize) -> String {
     let mut ser = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in [("q", &p.q), ("service", &p.service), ("kind", &p.kind), ("from", &p.from), ("to", &p.to), ("sort", &p.sort), ("per_page", &p.per_page)] {
+    for (k, v) in [
+        ("q", &p.q),
+        ("service", &p.service),
+        ("kind", &p.kind),
+        ("from", &p.from),
+        ("to", &p.to),
+        ("sort", &p.sort),
+        ("per_page", &p.per_page),
+    ] {
         if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
             ser.append_pair(k, v);
         }
@@ -139,7 +182,16 @@ async fn search_page(state: State, p: SearchParams, lang: Lang) -> Result<HttpRe
         .dicts
         .services
         .iter()
-        .map(|s| (s.slug.clone(), if lang == Lang::Ja { s.name_ja.clone() } else { s.name_en.clone() }))
+        .map(|s| {
+            (
+                s.slug.clone(),
+                if lang == Lang::Ja {
+                    s.name_ja.clone()
+                } else {
+                    s.name_en.clone()
+                },
+            )
+        })
         .collect();
     let mut page = SearchPage {
         t,
@@ -162,26 +214,34 @@ async fn search_page(state: State, p: SearchParams, lang: Lang) -> Result<HttpRe
             status = actix_web::http::StatusCode::BAD_REQUEST;
         }
         Err(e) => return Err(e),
-        Ok(parsed) if page.searched => match state.index.search(&state.store, &parsed.request).await {
-            Ok(r) => {
-                page.total = r.total;
-                page.hits = r.hits;
-                if parsed.page > 1 {
-                    page.prev = Some(PageLink { label: t.prev.into(), href: page_href(t, &p, parsed.page - 1) });
+        Ok(parsed) if page.searched => {
+            match state.index.search(&state.store, &parsed.request).await {
+                Ok(r) => {
+                    page.total = r.total;
+                    page.hits = r.hits;
+                    if parsed.page > 1 {
+                        page.prev = Some(PageLink {
+                            label: t.prev.into(),
+                            href: page_href(t, &p, parsed.page - 1),
+                        });
+                    }
+                    let shown = parsed.page * parsed.per_page;
+                    if shown < r.total && shown < super::MAX_DEPTH {
+                        page.next = Some(PageLink {
+                            label: t.next.into(),
+                            href: page_href(t, &p, parsed.page + 1),
+                        });
+                    }
                 }
-                let shown = parsed.page * parsed.per_page;
-                if shown < r.total && shown < super::MAX_DEPTH {
-                    page.next = Some(PageLink { label: t.next.into(), href: page_href(t, &p, parsed.page + 1) });
-                }
+                Err(e) => match WebError::from(e) {
+                    WebError::BadRequest(msg) => {
+                        page.error = Some(msg);
+                        status = actix_web::http::StatusCode::BAD_REQUEST;
+                    }
+                    other => return Err(other),
+                },
             }
-            Err(e) => match WebError::from(e) {
-                WebError::BadRequest(msg) => {
-                    page.error = Some(msg);
-                    status = actix_web::http::StatusCode::BAD_REQUEST;
-                }
-                other => return Err(other),
-            },
-        },
+        }
         Ok(_) => {}
     }
     Ok(HttpResponse::build(status)

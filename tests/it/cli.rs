@@ -5,13 +5,25 @@ use std::process::{Command, Stdio};
 
 fn kizashi(data_dir: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kizashi"));
-    c.env("KIZASHI_DATA_DIR", data_dir).env("KIZASHI_LOG", "warn").current_dir(data_dir);
+    c.env("KIZASHI_DATA_DIR", data_dir)
+        .env("KIZASHI_LOG", "warn")
+        .current_dir(data_dir);
     c
 }
 
 fn run_with_stdin(mut cmd: Command, input: &str) -> (i32, String, String) {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
@@ -41,29 +53,60 @@ async fn import_keeps_good_lines_reports_bad_ones_and_the_server_catches_up() {
         let fraud = i % 3 == 0;
         let body = format!(
             "{}7payの話題その{i}。{}",
-            if i % 5 == 0 { "<img src=x onerror=alert(1)>" } else { "" },
-            if fraud { "不正利用が疑われる" } else { "特に問題はない" }
+            if i % 5 == 0 {
+                "<img src=x onerror=alert(1)>"
+            } else {
+                ""
+            },
+            if fraud {
+                "不正利用が疑われる"
+            } else {
+                "特に問題はない"
+            }
         );
         if fraud {
             want_fraud += 1;
         }
         *want_day.entry(format!("{day}T00:00:00+09:00")).or_default() += 1;
-        lines.push(line(i, &format!("記事{i}"), &body, &at, if i % 2 == 0 { "news" } else { "social" }));
+        lines.push(line(
+            i,
+            &format!("記事{i}"),
+            &body,
+            &at,
+            if i % 2 == 0 { "news" } else { "social" },
+        ));
     }
     lines.insert(10, "{not json".into());
     lines.insert(20, line(999, "日付が変", "本文", "3rd of July", "news"));
     let input = lines.join("\n") + "\n";
 
-    let (code, out, err) = run_with_stdin({ let mut c = kizashi(dir.path()); c.args(["import", "-"]); c }, &input);
+    let (code, out, err) = run_with_stdin(
+        {
+            let mut c = kizashi(dir.path());
+            c.args(["import", "-"]);
+            c
+        },
+        &input,
+    );
     assert_eq!(code, 0, "{err}");
     let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(summary["new"], 60, "{out}");
     assert_eq!(summary["failed"], 2);
     assert!(err.contains("line 11:"), "{err}");
-    assert!(err.contains("line 21:") && err.contains("published_at"), "{err}");
+    assert!(
+        err.contains("line 21:") && err.contains("published_at"),
+        "{err}"
+    );
 
     // Importing the same file twice adds nothing.
-    let (_, out, _) = run_with_stdin({ let mut c = kizashi(dir.path()); c.args(["import", "-"]); c }, &input);
+    let (_, out, _) = run_with_stdin(
+        {
+            let mut c = kizashi(dir.path());
+            c.args(["import", "-"]);
+            c
+        },
+        &input,
+    );
     let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(summary["new"], 0);
     assert_eq!(summary["unchanged"], 60);
@@ -72,20 +115,40 @@ async fn import_keeps_good_lines_reports_bad_ones_and_the_server_catches_up() {
     let path = dir.path().to_path_buf();
     let app = spawn_app_with(test_settings(&path, &[]), Some(dir)).await;
     app.wait_indexed().await;
-    let (_, body) = app.get_json(&format!("/api/search?q={}&per_page=100", enc("不正利用"))).await;
+    let (_, body) = app
+        .get_json(&format!("/api/search?q={}&per_page=100", enc("不正利用")))
+        .await;
     assert_eq!(body["total"], want_fraud, "{body}");
     for hit in body["hits"].as_array().unwrap() {
         let s = hit["snippet"].as_str().unwrap();
         assert!(!s.contains("<img"), "snippet is HTML-safe: {s}");
         assert!(s.contains("<b>"), "snippet highlights: {s}");
     }
-    let (_, body) = app.get_json("/api/timeseries?service=7pay&interval=day&from=2019-07-02&to=2019-07-05").await;
-    let got: std::collections::BTreeMap<String, u64> = body["buckets"].as_array().unwrap().iter()
-        .map(|b| (b["start"].as_str().unwrap().to_string(), b["mentions"].as_u64().unwrap())).collect();
+    let (_, body) = app
+        .get_json("/api/timeseries?service=7pay&interval=day&from=2019-07-02&to=2019-07-05")
+        .await;
+    let got: std::collections::BTreeMap<String, u64> = body["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["start"].as_str().unwrap().to_string(),
+                b["mentions"].as_u64().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(got, want_day);
 
     // A reindex request rebuilds the index from the database with the same results.
-    let (code, _, err) = run_with_stdin({ let mut c = kizashi(&path); c.arg("reindex"); c }, "");
+    let (code, _, err) = run_with_stdin(
+        {
+            let mut c = kizashi(&path);
+            c.arg("reindex");
+            c
+        },
+        "",
+    );
     assert_eq!(code, 0, "{err}");
     for _ in 0..100 {
         if app.state.index.committed_watermark().unwrap().generation == 1 {
@@ -94,7 +157,9 @@ async fn import_keeps_good_lines_reports_bad_ones_and_the_server_catches_up() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(app.state.index.committed_watermark().unwrap().generation, 1);
-    let (_, body) = app.get_json(&format!("/api/search?q={}&per_page=100", enc("不正利用"))).await;
+    let (_, body) = app
+        .get_json(&format!("/api/search?q={}&per_page=100", enc("不正利用")))
+        .await;
     assert_eq!(body["total"], want_fraud);
 }
 
@@ -102,17 +167,25 @@ async fn import_keeps_good_lines_reports_bad_ones_and_the_server_catches_up() {
 fn analyze_prints_one_json_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let (code, out, err) = run_with_stdin(
-        { let mut c = kizashi(dir.path()); c.arg("analyze"); c },
+        {
+            let mut c = kizashi(dir.path());
+            c.arg("analyze");
+            c
+        },
         "ＰａｙＰａｙで払った\nPayPayは大丈夫だけど7payは怖い。\n今日は晴れ\n",
     );
     assert_eq!(code, 0, "{err}");
-    let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[0]["text"], "ＰａｙＰａｙで払った");
     assert_eq!(rows[0]["services"], serde_json::json!(["paypay"]));
     assert_eq!(rows[1]["services"], serde_json::json!(["7pay", "paypay"]));
     for r in &rows {
-        assert!(["negative", "neutral", "positive"].contains(&r["sentiment"]["label"].as_str().unwrap()));
+        assert!(["negative", "neutral", "positive"]
+            .contains(&r["sentiment"]["label"].as_str().unwrap()));
         assert!(r["sentiment"]["score"].as_f64().unwrap().abs() <= 1.0);
         assert!(r["categories"].is_array() && r["targets"].is_array());
     }
@@ -123,8 +196,15 @@ fn analyze_prints_one_json_object_per_line() {
 fn a_bad_config_is_one_line_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
-    std::fs::write(&cfg, "bind = \"127.0.0.1:8080\"\n[crawl]\ntimeout_secs = -3\n").unwrap();
-    let out = kizashi(dir.path()).args(["--config", cfg.to_str().unwrap(), "serve"]).output().unwrap();
+    std::fs::write(
+        &cfg,
+        "bind = \"127.0.0.1:8080\"\n[crawl]\ntimeout_secs = -3\n",
+    )
+    .unwrap();
+    let out = kizashi(dir.path())
+        .args(["--config", cfg.to_str().unwrap(), "serve"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");

@@ -17,31 +17,96 @@ pub struct Row {
 }
 
 pub const NEWS: &[Row] = &[
-    Row { id: "n1", title: "7payで不正利用、被害相次ぐ", body: "セブン&アイのスマホ決済「7pay」で不正利用の被害が報告された。", published: "2019-07-02T23:59:00+09:00", mentions_7pay: true },
-    Row { id: "n2", title: "セブンペイ、チャージを停止", body: "不正アクセスを受け、クレジットカードからのチャージを一時停止した。", published: "2019-07-03T00:00:00+09:00", mentions_7pay: true },
-    Row { id: "n3", title: "PayPayが還元キャンペーン", body: "PayPayは20%還元のキャンペーンを開始。お得で便利と好評だ。", published: "2019-07-03T09:30:00+09:00", mentions_7pay: false },
-    Row { id: "n4", title: "７ｐａｙの会見、二段階認証に言及", body: "社長は二段階認証について問われ、言葉に詰まった。不正利用の被害額は約5500万円。", published: "2019-07-04T16:00:00+09:00", mentions_7pay: true },
-    Row { id: "n5", title: "PayPayドームで試合", body: "週末の試合は満員だった。", published: "2019-07-04T20:00:00+09:00", mentions_7pay: false },
+    Row {
+        id: "n1",
+        title: "7payで不正利用、被害相次ぐ",
+        body: "セブン&アイのスマホ決済「7pay」で不正利用の被害が報告された。",
+        published: "2019-07-02T23:59:00+09:00",
+        mentions_7pay: true,
+    },
+    Row {
+        id: "n2",
+        title: "セブンペイ、チャージを停止",
+        body: "不正アクセスを受け、クレジットカードからのチャージを一時停止した。",
+        published: "2019-07-03T00:00:00+09:00",
+        mentions_7pay: true,
+    },
+    Row {
+        id: "n3",
+        title: "PayPayが還元キャンペーン",
+        body: "PayPayは20%還元のキャンペーンを開始。お得で便利と好評だ。",
+        published: "2019-07-03T09:30:00+09:00",
+        mentions_7pay: false,
+    },
+    Row {
+        id: "n4",
+        title: "７ｐａｙの会見、二段階認証に言及",
+        body: "社長は二段階認証について問われ、言葉に詰まった。不正利用の被害額は約5500万円。",
+        published: "2019-07-04T16:00:00+09:00",
+        mentions_7pay: true,
+    },
+    Row {
+        id: "n5",
+        title: "PayPayドームで試合",
+        body: "週末の試合は満員だった。",
+        published: "2019-07-04T20:00:00+09:00",
+        mentions_7pay: false,
+    },
 ];
 
 pub const SOCIAL: &[Row] = &[
-    Row { id: "s1", title: "", body: "7pay使えないんだけど、身に覚えのないチャージがある…怖い", published: "2019-07-03T08:15:00+09:00", mentions_7pay: true },
-    Row { id: "s2", title: "", body: "LINE Payで払った。特に問題なし", published: "2019-07-03T12:00:00+09:00", mentions_7pay: false },
-    Row { id: "s3", title: "", body: "セブンペイの不正利用、友達もやられた", published: "2019-07-03T23:59:59+09:00", mentions_7pay: true },
+    Row {
+        id: "s1",
+        title: "",
+        body: "7pay使えないんだけど、身に覚えのないチャージがある…怖い",
+        published: "2019-07-03T08:15:00+09:00",
+        mentions_7pay: true,
+    },
+    Row {
+        id: "s2",
+        title: "",
+        body: "LINE Payで払った。特に問題なし",
+        published: "2019-07-03T12:00:00+09:00",
+        mentions_7pay: false,
+    },
+    Row {
+        id: "s3",
+        title: "",
+        body: "セブンペイの不正利用、友達もやられた",
+        published: "2019-07-03T23:59:59+09:00",
+        mentions_7pay: true,
+    },
 ];
 
 pub const RDF_ROWS: &[Row] = &[
-    Row { id: "r1", title: "ナナペイ利用者に返金へ", body: "不正利用による被害は全額補償する方針。", published: "2019-07-05T00:00:00+09:00", mentions_7pay: true },
-    Row { id: "r2", title: "キャッシュレス決済の安全性", body: "各社が本人認証の強化を急ぐ。", published: "2019-07-05T11:00:00+09:00", mentions_7pay: false },
+    Row {
+        id: "r1",
+        title: "ナナペイ利用者に返金へ",
+        body: "不正利用による被害は全額補償する方針。",
+        published: "2019-07-05T00:00:00+09:00",
+        mentions_7pay: true,
+    },
+    Row {
+        id: "r2",
+        title: "キャッシュレス決済の安全性",
+        body: "各社が本人認証の強化を急ぐ。",
+        published: "2019-07-05T11:00:00+09:00",
+        mentions_7pay: false,
+    },
 ];
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// RFC 822 date in +0900 from our RFC 3339 strings.
 fn rfc822(rfc3339: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().format("%a, %d %b %Y %H:%M:%S %z").to_string()
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .format("%a, %d %b %Y %H:%M:%S %z")
+        .to_string()
 }
 
 pub fn url_of(base: &str, id: &str) -> String {
@@ -104,7 +169,9 @@ pub fn folded(s: &str) -> String {
 /// How many rows contain `needle` in title or body (after width/case folding).
 pub fn count_containing(needle: &str) -> usize {
     let n = folded(needle);
-    all_rows().filter(|r| folded(r.title).contains(&n) || folded(r.body).contains(&n)).count()
+    all_rows()
+        .filter(|r| folded(r.title).contains(&n) || folded(r.body).contains(&n))
+        .count()
 }
 
 #[derive(Clone)]
@@ -138,7 +205,9 @@ impl FixtureServer {
         let (h, nm) = (hits.clone(), not_modified.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
                 let (routes, hits, nm) = (routes.clone(), h.clone(), nm.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
@@ -151,9 +220,11 @@ impl FixtureServer {
                     }
                     let head = String::from_utf8_lossy(&buf).to_string();
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                    let inm = head
-                        .lines()
-                        .find_map(|l| l.to_ascii_lowercase().starts_with("if-none-match:").then(|| l[14..].trim().to_string()));
+                    let inm = head.lines().find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .starts_with("if-none-match:")
+                            .then(|| l[14..].trim().to_string())
+                    });
                     *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
                     let route = routes.lock().unwrap().get(&path).cloned();
                     let reply = match route {
@@ -179,6 +250,11 @@ impl FixtureServer {
                 });
             }
         });
-        Self { base, routes: served, hits, not_modified }
+        Self {
+            base,
+            routes: served,
+            hits,
+            not_modified,
+        }
     }
 }

@@ -6,10 +6,31 @@ use std::collections::BTreeMap;
 async fn crawled_app() -> (TestApp, FixtureServer) {
     let server = FixtureServer::start().await;
     let base = server.base.clone();
-    server.set("/news.xml", Response { content_type: "application/rss+xml", body: fixtures::rss2(&base, fixtures::NEWS).into_bytes(), etag: Some("\"n1\"".into()) });
-    server.set("/social.atom", Response { content_type: "application/atom+xml", body: fixtures::atom(&base, fixtures::SOCIAL).into_bytes(), etag: None });
+    server.set(
+        "/news.xml",
+        Response {
+            content_type: "application/rss+xml",
+            body: fixtures::rss2(&base, fixtures::NEWS).into_bytes(),
+            etag: Some("\"n1\"".into()),
+        },
+    );
+    server.set(
+        "/social.atom",
+        Response {
+            content_type: "application/atom+xml",
+            body: fixtures::atom(&base, fixtures::SOCIAL).into_bytes(),
+            etag: None,
+        },
+    );
     // Declared Shift_JIS in the prolog, served without an HTTP charset.
-    server.set("/flash.rdf", Response { content_type: "application/rdf+xml", body: fixtures::rdf_shift_jis(&base, fixtures::RDF_ROWS), etag: None });
+    server.set(
+        "/flash.rdf",
+        Response {
+            content_type: "application/rdf+xml",
+            body: fixtures::rdf_shift_jis(&base, fixtures::RDF_ROWS),
+            etag: None,
+        },
+    );
     let dir = tempfile::tempdir().unwrap();
     let settings = test_settings(
         dir.path(),
@@ -21,13 +42,25 @@ async fn crawled_app() -> (TestApp, FixtureServer) {
         ],
     );
     let app = spawn_app_with(settings, Some(dir)).await;
-    let r = app.client.post(format!("{}/api/crawl", app.base)).send().await.unwrap();
+    let r = app
+        .client
+        .post(format!("{}/api/crawl", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let summary: Vec<serde_json::Value> = r.json().await.unwrap();
-    let by_name: BTreeMap<String, serde_json::Value> =
-        summary.into_iter().map(|s| (s["source"].as_str().unwrap().to_string(), s)).collect();
+    let by_name: BTreeMap<String, serde_json::Value> = summary
+        .into_iter()
+        .map(|s| (s["source"].as_str().unwrap().to_string(), s))
+        .collect();
     assert_eq!(by_name["news"]["new_items"], fixtures::NEWS.len());
-    assert_eq!(by_name["social"]["new_items"], fixtures::SOCIAL.len());
+    assert_eq!(
+        by_name["social"]["new_items"],
+        fixtures::SOCIAL.len(),
+        "{:?}",
+        by_name["social"]
+    );
     assert_eq!(by_name["flash"]["new_items"], fixtures::RDF_ROWS.len());
     assert_eq!(by_name["flash"]["charset"], "Shift_JIS (prolog)");
     // A broken source is reported and does not stop the others.
@@ -45,25 +78,49 @@ async fn crawled_items_are_searchable_and_counted_per_jst_day() {
     for q in ["不正利用", "7pay", "二段階認証", "被害", "還元"] {
         let want = fixtures::count_containing(q);
         assert!(want > 0, "fixture has {q}");
-        let (status, body) = app.get_json(&format!("/api/search?q={}&per_page=100", enc(q))).await;
+        let (status, body) = app
+            .get_json(&format!("/api/search?q={}&per_page=100", enc(q)))
+            .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["total"], want, "total for {q}: {body}");
         assert_eq!(body["hits"].as_array().unwrap().len(), want);
     }
 
     // Hits carry the fixed shape, canonical URLs and highlighted snippets.
-    let (_, body) = app.get_json(&format!("/api/search?q={}", enc("不正利用"))).await;
+    let (_, body) = app
+        .get_json(&format!("/api/search?q={}", enc("不正利用")))
+        .await;
     let hit = &body["hits"][0];
-    for key in ["id", "url", "title", "snippet", "published_at", "source", "kind", "services", "sentiment"] {
+    for key in [
+        "id",
+        "url",
+        "title",
+        "snippet",
+        "published_at",
+        "source",
+        "kind",
+        "services",
+        "sentiment",
+    ] {
         assert!(hit.get(key).is_some(), "hit has {key}: {hit}");
     }
     assert!(!hit["url"].as_str().unwrap().contains("utm_"), "{hit}");
-    assert!(body["hits"].as_array().unwrap().iter().any(|h| h["snippet"].as_str().unwrap().contains("<b>不正</b>")
-        || h["snippet"].as_str().unwrap().contains("<b>不正利用</b>")), "{body}");
-    assert!(["negative", "neutral", "positive"].contains(&hit["sentiment"]["label"].as_str().unwrap()));
+    assert!(
+        body["hits"].as_array().unwrap().iter().any(|h| h["snippet"]
+            .as_str()
+            .unwrap()
+            .contains("<b>不正</b>")
+            || h["snippet"].as_str().unwrap().contains("<b>不正利用</b>")),
+        "{body}"
+    );
+    assert!(
+        ["negative", "neutral", "positive"].contains(&hit["sentiment"]["label"].as_str().unwrap())
+    );
 
     // Service filter uses the (item, service) pairs: PayPayドーム is not PayPay.
-    let (_, body) = app.get_json("/api/search?service=paypay&per_page=100").await;
+    let (_, body) = app
+        .get_json("/api/search?service=paypay&per_page=100")
+        .await;
     assert_eq!(body["total"], 1, "{body}");
     let want_7pay = fixtures::all_rows().filter(|r| r.mentions_7pay).count();
     let (_, body) = app.get_json("/api/search?service=7pay&per_page=100").await;
@@ -74,70 +131,140 @@ async fn crawled_items_are_searchable_and_counted_per_jst_day() {
     assert_eq!(body["total"], fixtures::SOCIAL.len());
 
     // Pagination: pages partition the results.
-    let (_, p1) = app.get_json("/api/search?service=7pay&per_page=2&page=1&sort=newest").await;
-    let (_, p2) = app.get_json("/api/search?service=7pay&per_page=2&page=2&sort=newest").await;
-    let ids1: Vec<_> = p1["hits"].as_array().unwrap().iter().map(|h| h["id"].clone()).collect();
-    let ids2: Vec<_> = p2["hits"].as_array().unwrap().iter().map(|h| h["id"].clone()).collect();
+    let (_, p1) = app
+        .get_json("/api/search?service=7pay&per_page=2&page=1&sort=newest")
+        .await;
+    let (_, p2) = app
+        .get_json("/api/search?service=7pay&per_page=2&page=2&sort=newest")
+        .await;
+    let ids1: Vec<_> = p1["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].clone())
+        .collect();
+    let ids2: Vec<_> = p2["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].clone())
+        .collect();
     assert_eq!(ids1.len(), 2);
     assert_eq!(ids2.len(), 2);
     assert!(ids1.iter().all(|i| !ids2.contains(i)));
     assert!(p1["hits"][0]["published_at"].as_str() >= p2["hits"][0]["published_at"].as_str());
 
     // Date range, half-open, dates taken as JST.
-    let want = fixtures::all_rows().filter(|r| &r.published[..10] == "2019-07-03").count();
-    let (_, body) = app.get_json("/api/search?from=2019-07-03&to=2019-07-04&per_page=100").await;
+    let want = fixtures::all_rows()
+        .filter(|r| &r.published[..10] == "2019-07-03")
+        .count();
+    let (_, body) = app
+        .get_json("/api/search?from=2019-07-03&to=2019-07-04&per_page=100")
+        .await;
     assert_eq!(body["total"], want, "{body}");
 
     // Time series per JST day; 23:59 and 00:00 +09:00 land on their own days.
     let mut want: BTreeMap<String, u64> = BTreeMap::new();
-    for day in ["2019-07-01", "2019-07-02", "2019-07-03", "2019-07-04", "2019-07-05"] {
+    for day in [
+        "2019-07-01",
+        "2019-07-02",
+        "2019-07-03",
+        "2019-07-04",
+        "2019-07-05",
+    ] {
         want.insert(format!("{day}T00:00:00+09:00"), 0);
     }
     for r in fixtures::all_rows().filter(|r| r.mentions_7pay) {
-        *want.get_mut(&format!("{}T00:00:00+09:00", &r.published[..10])).unwrap() += 1;
+        *want
+            .get_mut(&format!("{}T00:00:00+09:00", &r.published[..10]))
+            .unwrap() += 1;
     }
-    let (status, body) = app.get_json("/api/timeseries?service=7pay&interval=day&from=2019-07-01&to=2019-07-06").await;
+    let (status, body) = app
+        .get_json("/api/timeseries?service=7pay&interval=day&from=2019-07-01&to=2019-07-06")
+        .await;
     assert_eq!(status, 200, "{body}");
     let got: BTreeMap<String, u64> = body["buckets"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| (b["start"].as_str().unwrap().to_string(), b["mentions"].as_u64().unwrap()))
+        .map(|b| {
+            (
+                b["start"].as_str().unwrap().to_string(),
+                b["mentions"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(got, want);
     assert_eq!(want["2019-07-02T00:00:00+09:00"], 1);
 
     // With a query, the series counts matching items only.
-    let (_, body) = app.get_json(&format!("/api/timeseries?q={}&interval=day&from=2019-07-01&to=2019-07-06", enc("不正利用"))).await;
-    let total: u64 = body["buckets"].as_array().unwrap().iter().map(|b| b["mentions"].as_u64().unwrap()).sum();
+    let (_, body) = app
+        .get_json(&format!(
+            "/api/timeseries?q={}&interval=day&from=2019-07-01&to=2019-07-06",
+            enc("不正利用")
+        ))
+        .await;
+    let total: u64 = body["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["mentions"].as_u64().unwrap())
+        .sum();
     assert_eq!(total as usize, fixtures::count_containing("不正利用"));
 
     // Hourly buckets across a JST midnight.
     let (_, body) = app.get_json("/api/timeseries?service=7pay&interval=hour&from=2019-07-02T23:00:00%2B09:00&to=2019-07-03T01:00:00%2B09:00").await;
-    let counts: Vec<u64> = body["buckets"].as_array().unwrap().iter().map(|b| b["mentions"].as_u64().unwrap()).collect();
+    let counts: Vec<u64> = body["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["mentions"].as_u64().unwrap())
+        .collect();
     assert_eq!(counts, vec![1, 1]);
 
     // Crawling again stores nothing new; the ETag source answers 304.
-    let r = app.client.post(format!("{}/api/crawl", app.base)).send().await.unwrap();
+    let r = app
+        .client
+        .post(format!("{}/api/crawl", app.base))
+        .send()
+        .await
+        .unwrap();
     let summary: Vec<serde_json::Value> = r.json().await.unwrap();
     assert!(summary.iter().all(|s| s["new_items"] == 0), "{summary:?}");
-    assert_eq!(server.not_modified.load(std::sync::atomic::Ordering::SeqCst), 1);
-    assert_eq!(app.state.store.item_count().await.unwrap() as usize, fixtures::all_rows().count());
+    assert_eq!(
+        server
+            .not_modified
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    assert_eq!(server.hits.lock().unwrap()["/news.xml"], 2);
+    assert_eq!(
+        app.state.store.item_count().await.unwrap() as usize,
+        fixtures::all_rows().count()
+    );
 
     // The dashboard renders an SVG chart per service without JavaScript, with the same totals.
     let (status, html) = app.get_text("/?from=2019-07-01&to=2019-07-05").await;
     assert_eq!(status, 200);
     assert!(html.contains("<svg"), "chart present");
-    assert!(html.contains(&format!("data-total=\"{want_7pay}\"")), "7pay total on the dashboard");
+    assert!(
+        html.contains(&format!("data-total=\"{want_7pay}\"")),
+        "7pay total on the dashboard"
+    );
     assert!(!html.contains("<script"));
     let (status, html) = app.get_text("/en/?from=2019-07-01&to=2019-07-05").await;
     assert_eq!(status, 200);
     assert!(html.contains("Mentions per day"));
 
     // The search page highlights and escapes.
-    let (status, html) = app.get_text(&format!("/search?q={}", enc("不正利用"))).await;
+    let (status, html) = app
+        .get_text(&format!("/search?q={}", enc("不正利用")))
+        .await;
     assert_eq!(status, 200);
-    assert!(html.contains(&format!("<strong id=\"total\">{}</strong>", fixtures::count_containing("不正利用"))));
+    assert!(html.contains(&format!(
+        "<strong id=\"total\">{}</strong>",
+        fixtures::count_containing("不正利用")
+    )));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,7 +290,10 @@ async fn bad_requests_get_clear_400s_never_500s() {
     for path in rows {
         let (status, body) = app.get_json(path).await;
         assert_eq!(status, 400, "{path}: {body}");
-        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{path}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{path}: {body}"
+        );
     }
     let (status, html) = app.get_text("/search?q=%22unclosed").await;
     assert_eq!(status, 400);

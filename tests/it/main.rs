@@ -19,7 +19,9 @@ pub struct TestApp {
 
 /// The fixed "now" of the tests: 2019-07-06 12:00 JST, after every fixture item.
 pub fn test_now() -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::parse_from_rfc3339("2019-07-06T12:00:00+09:00").unwrap().with_timezone(&chrono::Utc)
+    chrono::DateTime::parse_from_rfc3339("2019-07-06T12:00:00+09:00")
+        .unwrap()
+        .with_timezone(&chrono::Utc)
 }
 
 /// Settings for a test: loopback port 0, the given data dir, private networks allowed, and
@@ -39,22 +41,40 @@ pub fn test_settings(data_dir: &std::path::Path, sources: &[(&str, &str, &str)])
 
 pub async fn spawn_app_with(settings: Settings, dir: Option<tempfile::TempDir>) -> TestApp {
     let clock = ManualClock::new(test_now());
-    let app = Application::build(settings, Arc::new(clock.clone())).await.expect("app builds");
+    let app = Application::build(settings, Arc::new(clock.clone()))
+        .await
+        .expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
     tokio::spawn(app.run_until_stopped());
-    TestApp { base, client: reqwest::Client::new(), state, clock, _dir: dir }
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        state,
+        clock,
+        _dir: dir,
+    }
 }
 
 impl TestApp {
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
-        let r = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
 
     pub async fn get_text(&self, path: &str) -> (u16, String) {
-        let r = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
