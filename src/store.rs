@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -450,33 +451,30 @@ impl Store {
     pub async fn items(&self, ids: &[i64]) -> Result<Vec<StoredItem>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(200) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let list = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let services = self
+                .labels_of("item_services", "service", &list, chunk)
+                .await?;
+            let categories = self
+                .labels_of("item_categories", "category", &list, chunk)
+                .await?;
             let sql = format!(
                 "SELECT id, source, url, title, body, author, kind, published_at, first_seen_at,
-                        sentiment_label, sentiment_score, tokens,
-                        (SELECT GROUP_CONCAT(service, ',') FROM item_services s WHERE s.item_id = items.id),
-                        (SELECT GROUP_CONCAT(category, ',') FROM item_categories c WHERE c.item_id = items.id)
-                 FROM items WHERE id IN ({})",
-                placeholders.join(",")
+                        sentiment_label, sentiment_score, tokens
+                 FROM items WHERE id IN ({list})"
             );
             let mut q = sqlx::query(&sql);
             for id in chunk {
                 q = q.bind(id);
             }
             for r in q.fetch_all(&self.pool).await? {
+                let id: i64 = r.get(0);
                 let tokens: String = r.get(11);
-                let split = |s: Option<String>| -> Vec<String> {
-                    let mut v: Vec<String> = s
-                        .unwrap_or_default()
-                        .split(',')
-                        .filter(|x| !x.is_empty())
-                        .map(String::from)
-                        .collect();
-                    v.sort();
-                    v
-                };
                 out.push(StoredItem {
-                    id: r.get(0),
+                    id,
                     source: r.get(1),
                     url: r.get(2),
                     title: r.get(3),
@@ -488,16 +486,37 @@ impl Store {
                     sentiment_label: r.get(9),
                     sentiment_score: r.get(10),
                     tokens: serde_json::from_str(&tokens)
-                        .map_err(|e| StoreError::Corrupt(format!("tokens of item: {e}")))?,
-                    services: split(r.get(12)),
-                    categories: split(r.get(13)),
+                        .map_err(|e| StoreError::Corrupt(format!("tokens of item {id}: {e}")))?,
+                    services: services.get(&id).cloned().unwrap_or_default(),
+                    categories: categories.get(&id).cloned().unwrap_or_default(),
                 });
             }
         }
-        let pos: std::collections::HashMap<i64, usize> =
-            ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let pos: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         out.sort_by_key(|it| pos.get(&it.id).copied().unwrap_or(usize::MAX));
         Ok(out)
+    }
+
+    /// Sorted labels per item from a pair table (`item_services`, `item_categories`).
+    async fn labels_of(
+        &self,
+        table: &str,
+        column: &str,
+        placeholders: &str,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, Vec<String>>> {
+        let sql = format!(
+            "SELECT item_id, {column} FROM {table} WHERE item_id IN ({placeholders}) ORDER BY item_id, {column}"
+        );
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(id);
+        }
+        let mut map: HashMap<i64, Vec<String>> = HashMap::new();
+        for r in q.fetch_all(&self.pool).await? {
+            map.entry(r.get(0)).or_default().push(r.get(1));
+        }
+        Ok(map)
     }
 
     /// Publication times (epoch ms) of items that mention `service`, in [from, to).
