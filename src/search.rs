@@ -511,7 +511,8 @@ impl SearchIndex {
                 let snippet = if snippet.is_empty() {
                     html_escape::encode_text(&truncate_chars(&it.body, SNIPPET_CHARS)).into_owned()
                 } else {
-                    snippet.to_html()
+                    // Adjacent highlighted tokens (不正|利用) read as one highlight.
+                    snippet.to_html().replace("</b><b>", "")
                 };
                 Hit {
                     id: it.id,

@@ -192,12 +192,13 @@ impl Store {
         for s in &settings.sources {
             insert_source(&mut tx, s, now).await?;
         }
-        for slug in &settings.services {
+        for (position, slug) in settings.services.iter().enumerate() {
             sqlx::query(
-                "INSERT INTO services (slug, watched, created_at) VALUES ($1, 1, $2)
+                "INSERT INTO services (slug, watched, position, created_at) VALUES ($1, 1, $2, $3)
                  ON CONFLICT (slug) DO NOTHING",
             )
             .bind(slug.as_str())
+            .bind(position as i64)
             .bind(ms(now))
             .execute(&mut *tx)
             .await?;
@@ -212,7 +213,7 @@ impl Store {
 
     pub async fn watched_services(&self) -> Result<Vec<String>> {
         Ok(
-            sqlx::query("SELECT slug FROM services WHERE watched = 1 ORDER BY created_at, slug")
+            sqlx::query("SELECT slug FROM services WHERE watched = 1 ORDER BY position, slug")
                 .fetch_all(&self.pool)
                 .await?
                 .into_iter()

@@ -27,6 +27,7 @@ CREATE TABLE sources (
 CREATE TABLE services (
     slug       TEXT PRIMARY KEY,
     watched    INTEGER NOT NULL DEFAULT 1,
+    position   INTEGER NOT NULL DEFAULT 0,
     created_at BIGINT NOT NULL
 );
 

@@ -39,18 +39,18 @@ pub const PALETTE: [&str; 8] = [
     "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442",
 ];
 
-fn nice_ceiling(max: u64) -> u64 {
-    if max <= 4 {
-        return 4;
-    }
-    let mag = 10u64.pow((max as f64).log10().floor() as u32);
-    for step in [1, 2, 5, 10] {
-        let c = step * mag;
-        if c >= max {
-            return c;
+/// A tick step from 1, 2, 5 × 10^k giving at most five intervals up to `max`.
+fn nice_step(max: u64) -> u64 {
+    let mut mag = 1u64;
+    loop {
+        for m in [1, 2, 5] {
+            let step = m * mag;
+            if max.div_ceil(step) <= 5 {
+                return step;
+            }
         }
+        mag *= 10;
     }
-    10 * mag
 }
 
 /// A bar chart of day buckets. `unit` follows each value in tooltips (件 / mentions).
@@ -66,7 +66,8 @@ pub fn daily_bars(
     let (width, height) = (640.0, 200.0);
     let (left, right, top, bottom) = (44.0, width - 12.0, 12.0, height - 40.0);
     let max = buckets.iter().map(|b| b.mentions).max().unwrap_or(0);
-    let ceiling = nice_ceiling(max) as f64;
+    let step = nice_step(max.max(1));
+    let ceiling = (max.max(1).div_ceil(step) * step) as f64;
     let n = buckets.len().max(1) as f64;
     let slot = (right - left) / n;
     let bars = buckets
@@ -88,16 +89,12 @@ pub fn daily_bars(
             }
         })
         .collect();
-    let y_ticks = (0..=4)
+    let y_ticks = (0..=(ceiling as u64 / step))
         .map(|i| {
-            let v = ceiling * i as f64 / 4.0;
+            let v = (i * step) as f64;
             Tick {
                 pos: bottom - (v / ceiling) * (bottom - top),
-                label: if v.fract() == 0.0 {
-                    format!("{v:.0}")
-                } else {
-                    format!("{v:.1}")
-                },
+                label: format!("{v:.0}"),
             }
         })
         .collect();
@@ -161,5 +158,19 @@ mod tests {
         assert!((c.bars[1].h - 2.0 * c.bars[0].h).abs() < 1e-9);
         assert_eq!(c.bars[1].title, "2019-07-03: 4 件");
         assert_eq!(c.y_ticks.last().unwrap().label, "4");
+        let labels = |max: u64| {
+            let b = vec![Bucket {
+                start: "2019-07-02T00:00:00+09:00".into(),
+                mentions: max,
+            }];
+            daily_bars("c", "t", &b, PALETTE[0], "", "", "")
+                .y_ticks
+                .into_iter()
+                .map(|t| t.label)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(labels(31), ["0", "10", "20", "30", "40"]);
+        assert_eq!(labels(0), ["0", "1"]);
+        assert_eq!(labels(7), ["0", "2", "4", "6", "8"]);
     }
 }

@@ -252,6 +252,11 @@ async fn crawled_items_are_searchable_and_counted_per_jst_day() {
         "7pay total on the dashboard"
     );
     assert!(!html.contains("<script"));
+    // Panels follow the configured order of watched services.
+    let at = |slug: &str| html.find(&format!("id=\"service-{slug}\"")).unwrap();
+    assert!(
+        at("7pay") < at("paypay") && at("paypay") < at("linepay") && at("linepay") < at("zaif")
+    );
     let (status, html) = app.get_text("/en/?from=2019-07-01&to=2019-07-05").await;
     assert_eq!(status, 200);
     assert!(html.contains("Mentions per day"));
