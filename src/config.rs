@@ -54,6 +54,12 @@ struct RawCrawl {
     concurrency: usize,
     #[serde(default)]
     allow_private_networks: bool,
+    #[serde(default = "default_per_host_ms")]
+    per_host_interval_ms: u64,
+    #[serde(default = "default_stale_hours")]
+    stale_after_hours: u64,
+    #[serde(default = "default_backoff_secs")]
+    backoff_base_secs: u64,
 }
 
 impl Default for RawCrawl {
@@ -64,6 +70,9 @@ impl Default for RawCrawl {
             max_body_bytes: default_max_body(),
             concurrency: default_concurrency(),
             allow_private_networks: false,
+            per_host_interval_ms: default_per_host_ms(),
+            stale_after_hours: default_stale_hours(),
+            backoff_base_secs: default_backoff_secs(),
         }
     }
 }
@@ -79,6 +88,10 @@ struct RawSource {
     schedule: String,
     #[serde(default = "default_item_kind")]
     item_kind: String,
+    #[serde(default = "default_timezone")]
+    timezone: String,
+    #[serde(default)]
+    retention_days: Option<u32>,
 }
 
 fn default_bind() -> String {
@@ -107,6 +120,18 @@ fn default_schedule() -> String {
 }
 fn default_item_kind() -> String {
     "news".into()
+}
+fn default_per_host_ms() -> u64 {
+    5_000
+}
+fn default_stale_hours() -> u64 {
+    48
+}
+fn default_backoff_secs() -> u64 {
+    60
+}
+fn default_timezone() -> String {
+    "Asia/Tokyo".into()
 }
 fn default_services() -> Vec<String> {
     [
@@ -155,6 +180,10 @@ pub struct SourceConfig {
     /// Six-field cron (with seconds), evaluated in Asia/Tokyo.
     pub schedule: String,
     pub item_kind: ItemKind,
+    /// Zone for dates the source writes without one.
+    pub timezone: chrono_tz::Tz,
+    /// Items older than this many days are deleted (none: kept forever).
+    pub retention_days: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +193,12 @@ pub struct CrawlSettings {
     pub max_body_bytes: u64,
     pub concurrency: usize,
     pub allow_private_networks: bool,
+    /// Minimum time between two requests to the same host.
+    pub per_host_interval: std::time::Duration,
+    /// A feed that answers 200 with the same bytes for this long is flagged stale.
+    pub stale_after: chrono::Duration,
+    /// First retry delay of a failing source; doubles with each failure (capped at 6 h).
+    pub backoff_base: std::time::Duration,
 }
 
 /// Validated settings.
@@ -279,6 +314,9 @@ impl Settings {
         if raw.crawl.concurrency == 0 {
             return Err(key_err("crawl.concurrency", "must be at least 1"));
         }
+        if raw.crawl.per_host_interval_ms == 0 {
+            return Err(key_err("crawl.per_host_interval_ms", "must be at least 1"));
+        }
         if raw.crawl.max_body_bytes < 1024 {
             return Err(key_err("crawl.max_body_bytes", "must be at least 1024"));
         }
@@ -303,6 +341,21 @@ impl Settings {
                 url,
                 schedule: s.schedule,
                 item_kind: ItemKind::parse(&s.item_kind).map_err(|r| key_err(k("item_kind"), r))?,
+                timezone: s.timezone.parse().map_err(|_| {
+                    key_err(
+                        k("timezone"),
+                        format!("{:?} is not an IANA time zone like Asia/Tokyo", s.timezone),
+                    )
+                })?,
+                retention_days: match s.retention_days {
+                    Some(0) => {
+                        return Err(key_err(
+                            k("retention_days"),
+                            "must be at least 1 (leave it out to keep items forever)",
+                        ))
+                    }
+                    other => other,
+                },
             });
         }
         let known = crate::dictionaries::Dictionaries::builtin();
@@ -327,6 +380,11 @@ impl Settings {
                 max_body_bytes: raw.crawl.max_body_bytes,
                 concurrency: raw.crawl.concurrency,
                 allow_private_networks: raw.crawl.allow_private_networks,
+                per_host_interval: std::time::Duration::from_millis(raw.crawl.per_host_interval_ms),
+                stale_after: chrono::Duration::hours(
+                    raw.crawl.stale_after_hours.min(100_000) as i64
+                ),
+                backoff_base: std::time::Duration::from_secs(raw.crawl.backoff_base_secs.max(1)),
             },
             sources,
             services,
@@ -443,6 +501,18 @@ mod tests {
                 "`sources[0].url`",
             ),
             ("services = [\"7pay\", \"nopay\"]", "`services[1]`"),
+            (
+                "[[sources]]\nname = \"a\"\nurl = \"http://x/\"\ntimezone = \"Mars/Base\"",
+                "`sources[0].timezone`",
+            ),
+            (
+                "[[sources]]\nname = \"a\"\nurl = \"http://x/\"\nretention_days = 0",
+                "`sources[0].retention_days`",
+            ),
+            (
+                "[crawl]\nper_host_interval_ms = 0",
+                "`crawl.per_host_interval_ms`",
+            ),
         ];
         for (file, key) in rows {
             let e = load(file, &[]).unwrap_err();

@@ -1,7 +1,7 @@
 //! jobs: crawling sources (on demand or on their cron schedules) and the indexer loop.
 //! The scheduler only decides *when*; the clock passed in decides what "now" is for the data.
 use crate::app::AppState;
-use crate::crawl::{parse_feed, Fetched};
+use crate::crawl::{parse_feed, Fetched, SourceCtx};
 use crate::domain::ItemKind;
 use crate::store::{FetchRecord, SourceRow};
 use serde::Serialize;
@@ -12,6 +12,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 #[derive(Debug, Clone, Serialize)]
 pub struct CrawlSummary {
     pub source: String,
+    /// ok | not_modified | error | backing_off
     pub status: String,
     pub new_items: u64,
     pub updated_items: u64,
@@ -19,11 +20,27 @@ pub struct CrawlSummary {
     pub failed_items: u64,
     pub error: Option<String>,
     pub charset: Option<String>,
+    /// The feed answered 200 with the same bytes for longer than `crawl.stale_after_hours`.
+    pub stale: bool,
+    pub backoff_until: Option<String>,
+}
+
+/// Exponential backoff: base × 2^(failures−1), capped at six hours, never shorter than the
+/// server's Retry-After.
+pub fn backoff_delay(
+    base: std::time::Duration,
+    failures: i64,
+    retry_after: Option<std::time::Duration>,
+) -> std::time::Duration {
+    let exp = base.saturating_mul(1u32 << (failures.clamp(1, 16) - 1) as u32);
+    let delay = exp.min(std::time::Duration::from_secs(6 * 3600));
+    retry_after.map_or(delay, |r| r.max(delay))
 }
 
 /// Fetches, parses and stores one source. Never fails: problems end up in the summary and
 /// in the source's row, and the other sources go on.
 pub async fn crawl_source(state: &AppState, source: &SourceRow) -> CrawlSummary {
+    let now = state.clock.now();
     let mut summary = CrawlSummary {
         source: source.name.clone(),
         status: "error".into(),
@@ -33,16 +50,21 @@ pub async fn crawl_source(state: &AppState, source: &SourceRow) -> CrawlSummary 
         failed_items: 0,
         error: None,
         charset: None,
+        stale: false,
+        backoff_until: None,
     };
-    let mut record = FetchRecord {
-        status: "error".into(),
-        error: None,
-        etag: None,
-        last_modified: None,
-        new_items: 0,
-        seen_items: 0,
+    if let Some(until) = source.backoff_until.filter(|u| *u > now.timestamp_millis()) {
+        summary.status = "backing_off".into();
+        summary.backoff_until = Some(crate::aggregate::jst_rfc3339(until));
+        return summary;
+    }
+    let mut record = FetchRecord::default();
+    let ctx = SourceCtx {
+        name: &source.name,
+        item_kind: ItemKind::parse(&source.item_kind).unwrap_or(ItemKind::News),
+        tz: source.timezone.parse().unwrap_or(chrono_tz::Asia::Tokyo),
+        url: Some(&source.url),
     };
-    let kind = ItemKind::parse(&source.item_kind).unwrap_or(ItemKind::News);
     let fetched = state
         .http
         .fetch(
@@ -51,6 +73,7 @@ pub async fn crawl_source(state: &AppState, source: &SourceRow) -> CrawlSummary 
             source.last_modified.as_deref(),
         )
         .await;
+    let mut retry_after = None;
     match fetched {
         Ok(Fetched::NotModified) => {
             summary.status = "not_modified".into();
@@ -61,43 +84,78 @@ pub async fn crawl_source(state: &AppState, source: &SourceRow) -> CrawlSummary 
             content_type,
             etag,
             last_modified,
-        }) => match parse_feed(&bytes, content_type.as_deref(), &source.name, kind) {
-            Ok((items, charset)) => {
-                summary.seen_items = items.len() as u64;
-                summary.charset = Some(format!("{} ({})", charset.encoding, charset.from));
-                match state
-                    .pipeline
-                    .ingest(&state.store, items, state.clock.now())
-                    .await
-                {
-                    Ok(report) => {
-                        summary.status = "ok".into();
-                        summary.new_items = report.counts.new;
-                        summary.updated_items = report.counts.updated;
-                        summary.failed_items = report.failed;
-                        record.status = "200".into();
-                        record.etag = etag;
-                        record.last_modified = last_modified;
-                        if !report.errors.is_empty() {
-                            summary.error = Some(report.errors.join("; "));
+        }) => {
+            let body_hash = crate::pipeline::hash_hex(&bytes);
+            let unchanged_since = source
+                .body_changed_at
+                .filter(|_| source.body_hash.as_deref() == Some(body_hash.as_str()));
+            summary.stale = unchanged_since.is_some_and(|t| {
+                now.timestamp_millis() - t > state.settings.crawl.stale_after.num_milliseconds()
+            });
+            record.body_hash = Some(body_hash);
+            match parse_feed(&bytes, content_type.as_deref(), &ctx) {
+                Ok(parsed) => {
+                    summary.seen_items = parsed.items.len() as u64;
+                    summary.charset = Some(parsed.charset.to_string());
+                    match state.pipeline.ingest(&state.store, parsed.items, now).await {
+                        Ok(report) => {
+                            summary.status = "ok".into();
+                            summary.new_items = report.counts.new;
+                            summary.updated_items = report.counts.updated;
+                            summary.failed_items = report.failed;
+                            record.status = "200".into();
+                            record.etag = etag;
+                            record.last_modified = last_modified;
+                            if !report.errors.is_empty() {
+                                summary.error = Some(report.errors.join("; "));
+                            }
+                            state.index_notify.notify_one();
                         }
-                        state.index_notify.notify_one();
+                        Err(e) => summary.error = Some(e.to_string()),
                     }
-                    Err(e) => summary.error = Some(e.to_string()),
+                }
+                Err(e) => {
+                    record.status = "200".into();
+                    summary.error = Some(e.to_string());
                 }
             }
-            Err(e) => summary.error = Some(e.to_string()),
-        },
-        Err(e) => summary.error = Some(e.to_string()),
+        }
+        Err(e) => {
+            retry_after = e.retry_after();
+            record.status = match &e {
+                crate::crawl::CrawlError::Status { status, .. } => status.to_string(),
+                _ => "error".into(),
+            };
+            summary.error = Some(e.to_string());
+        }
+    }
+    if summary.status == "error" {
+        record.failures = source.failures + 1;
+        let delay = backoff_delay(
+            state.settings.crawl.backoff_base,
+            record.failures,
+            retry_after,
+        );
+        let until = now.timestamp_millis() + delay.as_millis() as i64;
+        record.backoff_until = Some(until);
+        summary.backoff_until = Some(crate::aggregate::jst_rfc3339(until));
+    }
+    if summary.stale {
+        let warning = format!(
+            "feed answers 200 but its content has not changed for more than {} hours",
+            state.settings.crawl.stale_after.num_hours()
+        );
+        summary.error = Some(
+            summary
+                .error
+                .map_or(warning.clone(), |e| format!("{e}; {warning}")),
+        );
     }
     record.error = summary.error.clone();
     record.new_items = summary.new_items;
     record.seen_items = summary.seen_items;
-    if let Err(e) = state
-        .store
-        .record_fetch(source.id, &record, state.clock.now())
-        .await
-    {
+    record.charset = summary.charset.clone();
+    if let Err(e) = state.store.record_fetch(source.id, &record, now).await {
         tracing::error!(source = %source.name, error = %e, "cannot record fetch");
     }
     if let Some(err) = &summary.error {

@@ -132,6 +132,12 @@ fn compact(tokens: &[Token]) -> Vec<crate::store::IndexToken> {
         .collect()
 }
 
+/// Hex SHA-256 of some bytes, shortened to 128 bits (content and body hashes).
+pub fn hash_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    format!("{digest:x}")[..32].to_string()
+}
+
 /// The URL an item is known by: fragment and utm_* tracking parameters dropped.
 pub fn canonical_url(raw: &str) -> Option<String> {
     let mut url = url::Url::parse(raw.trim()).ok()?;

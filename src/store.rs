@@ -104,10 +104,19 @@ pub struct SourceRow {
     pub last_error: Option<String>,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
+    pub new_items: i64,
+    pub seen_items: i64,
+    pub timezone: String,
+    pub retention_days: Option<i64>,
+    pub failures: i64,
+    pub backoff_until: Option<i64>,
+    pub charset_decision: Option<String>,
+    pub body_hash: Option<String>,
+    pub body_changed_at: Option<i64>,
 }
 
 /// What a fetch of a source ended with.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct FetchRecord {
     pub status: String,
     pub error: Option<String>,
@@ -115,6 +124,22 @@ pub struct FetchRecord {
     pub last_modified: Option<String>,
     pub new_items: u64,
     pub seen_items: u64,
+    pub charset: Option<String>,
+    /// Hash of a 200 body; None for 304s and failures.
+    pub body_hash: Option<String>,
+    /// Consecutive failures after this fetch (0 on success).
+    pub failures: i64,
+    pub backoff_until: Option<i64>,
+}
+
+/// Which items `delete_items` removes; every given condition must hold.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteFilter {
+    pub url: Option<String>,
+    pub source: Option<String>,
+    /// epoch ms, half-open [from, to) on the publication time
+    pub from: Option<i64>,
+    pub to: Option<i64>,
 }
 
 #[derive(Clone)]
@@ -225,7 +250,9 @@ impl Store {
     pub async fn sources(&self) -> Result<Vec<SourceRow>> {
         let rows = sqlx::query(
             "SELECT id, name, kind, url, schedule, item_kind, enabled, last_fetch_at, last_status,
-                    last_error, etag, last_modified
+                    last_error, etag, last_modified, new_items, seen_items, timezone,
+                    retention_days, failures, backoff_until, charset_decision, body_hash,
+                    body_changed_at
              FROM sources ORDER BY name",
         )
         .fetch_all(&self.pool)
@@ -245,8 +272,83 @@ impl Store {
                 last_error: r.get(9),
                 etag: r.get(10),
                 last_modified: r.get(11),
+                new_items: r.get(12),
+                seen_items: r.get(13),
+                timezone: r.get(14),
+                retention_days: r.get(15),
+                failures: r.get(16),
+                backoff_until: r.get(17),
+                charset_decision: r.get(18),
+                body_hash: r.get(19),
+                body_changed_at: r.get(20),
             })
             .collect())
+    }
+
+    /// Item counts per source name.
+    pub async fn items_per_source(&self) -> Result<HashMap<String, i64>> {
+        Ok(
+            sqlx::query("SELECT source, COUNT(*) FROM items GROUP BY source")
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect(),
+        )
+    }
+
+    /// Deletes matching items and records each deletion in the change sequence, so the index
+    /// drops them too. Refuses an empty filter. Returns how many were deleted.
+    pub async fn delete_items(&self, f: &DeleteFilter, now: DateTime<Utc>) -> Result<u64> {
+        if f.url.is_none() && f.source.is_none() && f.from.is_none() && f.to.is_none() {
+            return Ok(0);
+        }
+        let mut tx = self.write_tx().await?;
+        let ids: Vec<i64> = sqlx::query(
+            "SELECT id FROM items WHERE ($1 IS NULL OR url = $1) AND ($2 IS NULL OR source = $2)
+               AND ($3 IS NULL OR published_at >= $3) AND ($4 IS NULL OR published_at < $4)",
+        )
+        .bind(&f.url)
+        .bind(&f.source)
+        .bind(f.from)
+        .bind(f.to)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+        for id in &ids {
+            for sql in [
+                "DELETE FROM item_services WHERE item_id = $1",
+                "DELETE FROM item_categories WHERE item_id = $1",
+                "DELETE FROM items WHERE id = $1",
+            ] {
+                sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+            }
+            sqlx::query("INSERT INTO changes (item_id, at) VALUES ($1, $2)")
+                .bind(id)
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+
+    /// Applies every source's retention period at `now`; returns the number of items deleted.
+    pub async fn apply_retention(&self, now: DateTime<Utc>) -> Result<u64> {
+        let mut deleted = 0;
+        for s in self.sources().await? {
+            if let Some(days) = s.retention_days {
+                let filter = DeleteFilter {
+                    source: Some(s.name.clone()),
+                    to: Some(ms(now) - days * 86_400_000),
+                    ..DeleteFilter::default()
+                };
+                deleted += self.delete_items(&filter, now).await?;
+            }
+        }
+        Ok(deleted)
     }
 
     pub async fn record_fetch(
@@ -258,8 +360,13 @@ impl Store {
         sqlx::query(
             "UPDATE sources SET last_fetch_at = $1, last_status = $2, last_error = $3,
                     etag = COALESCE($4, etag), last_modified = COALESCE($5, last_modified),
-                    new_items = $6, seen_items = $7
-             WHERE id = $8",
+                    new_items = $6, seen_items = $7,
+                    charset_decision = COALESCE($8, charset_decision),
+                    body_changed_at = CASE WHEN $9 IS NOT NULL AND (body_hash IS NULL OR body_hash <> $9)
+                                           THEN $1 ELSE body_changed_at END,
+                    body_hash = COALESCE($9, body_hash),
+                    failures = $10, backoff_until = $11
+             WHERE id = $12",
         )
         .bind(ms(now))
         .bind(&rec.status)
@@ -268,6 +375,10 @@ impl Store {
         .bind(&rec.last_modified)
         .bind(rec.new_items as i64)
         .bind(rec.seen_items as i64)
+        .bind(&rec.charset)
+        .bind(&rec.body_hash)
+        .bind(rec.failures)
+        .bind(rec.backoff_until)
         .bind(source_id)
         .execute(&self.pool)
         .await?;
@@ -577,8 +688,9 @@ async fn insert_source(
     now: DateTime<Utc>,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO sources (name, kind, url, schedule, item_kind, enabled, created_at)
-         VALUES ($1, $2, $3, $4, $5, 1, $6) ON CONFLICT (name) DO NOTHING",
+        "INSERT INTO sources (name, kind, url, schedule, item_kind, enabled, created_at, timezone,
+                              retention_days)
+         VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8) ON CONFLICT (name) DO NOTHING",
     )
     .bind(s.name.as_str())
     .bind(s.kind.as_str())
@@ -586,6 +698,8 @@ async fn insert_source(
     .bind(&s.schedule)
     .bind(s.item_kind.as_str())
     .bind(ms(now))
+    .bind(s.timezone.name())
+    .bind(s.retention_days.map(i64::from))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -21,7 +21,16 @@ CREATE TABLE sources (
     etag          TEXT,
     last_modified TEXT,
     new_items     BIGINT NOT NULL DEFAULT 0,
-    seen_items    BIGINT NOT NULL DEFAULT 0
+    seen_items    BIGINT NOT NULL DEFAULT 0,
+    timezone      TEXT NOT NULL DEFAULT 'Asia/Tokyo',
+    retention_days BIGINT,
+    -- consecutive failures and the time before which the source is not fetched again
+    failures      BIGINT NOT NULL DEFAULT 0,
+    backoff_until BIGINT,
+    charset_decision TEXT,
+    -- hash of the last 200 body and when it last changed (stale feeds look alive)
+    body_hash     TEXT,
+    body_changed_at BIGINT
 );
 
 CREATE TABLE services (
@@ -46,6 +55,7 @@ CREATE TABLE items (
     date_quality     TEXT NOT NULL,
     content_hash     TEXT NOT NULL,
     dup_group        BIGINT,
+    simhash          BIGINT,
     sentiment_label  TEXT NOT NULL,
     sentiment_score  DOUBLE PRECISION NOT NULL,
     analysis         TEXT NOT NULL,
@@ -54,7 +64,7 @@ CREATE TABLE items (
     updated_at       BIGINT NOT NULL
 );
 CREATE INDEX items_published ON items (published_at);
-CREATE INDEX items_source ON items (source);
+CREATE INDEX items_source ON items (source, published_at);
 
 -- Sentiment per (item, service): every per-service figure and filter uses this table.
 CREATE TABLE item_services (

@@ -1,5 +1,6 @@
 //! The one integration-test binary: starts the real app on port 0 against local fixtures.
 mod cli;
+mod corpus;
 mod fixtures;
 mod flow;
 
@@ -28,7 +29,7 @@ pub fn test_now() -> chrono::DateTime<chrono::Utc> {
 /// the given sources with a schedule that never fires during a test (crawls are triggered).
 pub fn test_settings(data_dir: &std::path::Path, sources: &[(&str, &str, &str)]) -> Settings {
     let mut toml = format!(
-        "bind = \"127.0.0.1:0\"\ndata_dir = {:?}\n[crawl]\nallow_private_networks = true\ntimeout_secs = 5\n",
+        "bind = \"127.0.0.1:0\"\ndata_dir = {:?}\n[crawl]\nallow_private_networks = true\ntimeout_secs = 5\nper_host_interval_ms = 20\n",
         data_dir.display().to_string()
     );
     for (name, url, kind) in sources {
