@@ -174,19 +174,49 @@ pub fn count_containing(needle: &str) -> usize {
         .count()
 }
 
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Response {
+    pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
     pub etag: Option<String>,
+    pub headers: Vec<(String, String)>,
+    /// Pause before answering.
+    pub delay_ms: u64,
+    /// Send the body one byte at a time with this pause between bytes (a slow-drip server).
+    pub drip_ms: u64,
 }
 
-/// A tiny HTTP/1.1 server on 127.0.0.1:0: serves fixed responses per path, answers 304 to a
-/// matching If-None-Match, 404 otherwise, and counts requests per path.
+impl Response {
+    pub fn ok(content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status: 200,
+            content_type,
+            body: body.into(),
+            ..Self::default()
+        }
+    }
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            content_type: "text/plain",
+            ..Self::default()
+        }
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.to_string(), v.to_string()));
+        self
+    }
+}
+
+/// A small HTTP/1.1 server on a loopback address: serves fixed responses per path (any status,
+/// headers, delays, slow drip), answers 304 to a matching If-None-Match, 404 otherwise, and
+/// records each request's path and arrival time.
 pub struct FixtureServer {
     pub base: String,
     routes: Arc<Mutex<HashMap<String, Response>>>,
     pub hits: Arc<Mutex<HashMap<String, usize>>>,
+    pub arrivals: Arc<Mutex<Vec<(String, std::time::Instant)>>>,
     pub not_modified: Arc<AtomicUsize>,
 }
 
@@ -196,19 +226,29 @@ impl FixtureServer {
     }
 
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        Self::start_on("127.0.0.1").await
+    }
+
+    /// Listens on `ip` (any 127.0.0.0/8 address works on Linux), so tests get distinct hosts.
+    pub async fn start_on(ip: &str) -> Self {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
+        let base = format!("http://{ip}:{}", listener.local_addr().unwrap().port());
         let routes: Arc<Mutex<HashMap<String, Response>>> = Arc::default();
-        let served = routes.clone();
-        let hits = Arc::new(Mutex::new(HashMap::new()));
+        let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let arrivals: Arc<Mutex<Vec<(String, std::time::Instant)>>> = Arc::default();
         let not_modified = Arc::new(AtomicUsize::new(0));
-        let (h, nm) = (hits.clone(), not_modified.clone());
+        let (r, h, a, nm) = (
+            routes.clone(),
+            hits.clone(),
+            arrivals.clone(),
+            not_modified.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let Ok((mut sock, _)) = listener.accept().await else {
                     return;
                 };
-                let (routes, hits, nm) = (routes.clone(), h.clone(), nm.clone());
+                let (routes, hits, arrivals, nm) = (r.clone(), h.clone(), a.clone(), nm.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
@@ -225,35 +265,59 @@ impl FixtureServer {
                             .starts_with("if-none-match:")
                             .then(|| l[14..].trim().to_string())
                     });
+                    arrivals
+                        .lock()
+                        .unwrap()
+                        .push((path.clone(), std::time::Instant::now()));
                     *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
                     let route = routes.lock().unwrap().get(&path).cloned();
-                    let reply = match route {
-                        Some(ref r) if r.etag.is_some() && inm.as_deref() == r.etag.as_deref() => {
-                            nm.fetch_add(1, Ordering::SeqCst);
-                            "HTTP/1.1 304 Not Modified\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".as_bytes().to_vec()
-                        }
-                        Some(r) => {
-                            let mut out = format!(
-                                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
-                                r.content_type,
-                                r.body.len(),
-                                r.etag.as_ref().map(|e| format!("ETag: {e}\r\n")).unwrap_or_default()
-                            )
-                            .into_bytes();
-                            out.extend_from_slice(&r.body);
-                            out
-                        }
-                        None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".as_bytes().to_vec(),
+                    let Some(r) = route else {
+                        let _ = sock.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+                        return;
                     };
-                    let _ = sock.write_all(&reply).await;
+                    if r.delay_ms > 0 {
+                        tokio::time::sleep(std::time::Duration::from_millis(r.delay_ms)).await;
+                    }
+                    if r.etag.is_some() && inm.as_deref() == r.etag.as_deref() {
+                        nm.fetch_add(1, Ordering::SeqCst);
+                        let _ = sock.write_all(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+                        return;
+                    }
+                    let mut head = format!(
+                        "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                        r.status,
+                        r.content_type,
+                        r.body.len()
+                    );
+                    if let Some(e) = &r.etag {
+                        head.push_str(&format!("ETag: {e}\r\n"));
+                    }
+                    for (k, v) in &r.headers {
+                        head.push_str(&format!("{k}: {v}\r\n"));
+                    }
+                    head.push_str("\r\n");
+                    if sock.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    if r.drip_ms > 0 {
+                        for b in &r.body {
+                            if sock.write_all(&[*b]).await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(std::time::Duration::from_millis(r.drip_ms)).await;
+                        }
+                    } else {
+                        let _ = sock.write_all(&r.body).await;
+                    }
                     let _ = sock.shutdown().await;
                 });
             }
         });
         Self {
             base,
-            routes: served,
+            routes,
             hits,
+            arrivals,
             not_modified,
         }
     }

@@ -9,27 +9,24 @@ async fn crawled_app() -> (TestApp, FixtureServer) {
     server.set(
         "/news.xml",
         Response {
-            content_type: "application/rss+xml",
-            body: fixtures::rss2(&base, fixtures::NEWS).into_bytes(),
             etag: Some("\"n1\"".into()),
+            ..Response::ok("application/rss+xml", fixtures::rss2(&base, fixtures::NEWS))
         },
     );
     server.set(
         "/social.atom",
-        Response {
-            content_type: "application/atom+xml",
-            body: fixtures::atom(&base, fixtures::SOCIAL).into_bytes(),
-            etag: None,
-        },
+        Response::ok(
+            "application/atom+xml",
+            fixtures::atom(&base, fixtures::SOCIAL),
+        ),
     );
     // Declared Shift_JIS in the prolog, served without an HTTP charset.
     server.set(
         "/flash.rdf",
-        Response {
-            content_type: "application/rdf+xml",
-            body: fixtures::rdf_shift_jis(&base, fixtures::RDF_ROWS),
-            etag: None,
-        },
+        Response::ok(
+            "application/rdf+xml",
+            fixtures::rdf_shift_jis(&base, fixtures::RDF_ROWS),
+        ),
     );
     let dir = tempfile::tempdir().unwrap();
     let settings = test_settings(

@@ -1,6 +1,7 @@
 //! The one integration-test binary: starts the real app on port 0 against local fixtures.
 mod cli;
 mod corpus;
+mod crawler;
 mod fixtures;
 mod flow;
 
@@ -25,11 +26,25 @@ pub fn test_now() -> chrono::DateTime<chrono::Utc> {
         .with_timezone(&chrono::Utc)
 }
 
-/// Settings for a test: loopback port 0, the given data dir, private networks allowed, and
-/// the given sources with a schedule that never fires during a test (crawls are triggered).
+/// Settings for a test: loopback port 0, the given data dir, private networks allowed, a short
+/// per-host interval, and the given sources with a schedule that never fires during a test
+/// (crawls are triggered).
 pub fn test_settings(data_dir: &std::path::Path, sources: &[(&str, &str, &str)]) -> Settings {
+    test_settings_with(
+        data_dir,
+        "allow_private_networks = true\ntimeout_secs = 5\nper_host_interval_ms = 20\n",
+        sources,
+    )
+}
+
+/// Like `test_settings` with the `[crawl]` section given.
+pub fn test_settings_with(
+    data_dir: &std::path::Path,
+    crawl: &str,
+    sources: &[(&str, &str, &str)],
+) -> Settings {
     let mut toml = format!(
-        "bind = \"127.0.0.1:0\"\ndata_dir = {:?}\n[crawl]\nallow_private_networks = true\ntimeout_secs = 5\nper_host_interval_ms = 20\n",
+        "bind = \"127.0.0.1:0\"\ndata_dir = {:?}\n[crawl]\n{crawl}\n",
         data_dir.display().to_string()
     );
     for (name, url, kind) in sources {

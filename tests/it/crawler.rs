@@ -1,0 +1,244 @@
+//! Crawler politeness and safety against local fixture servers: per-host rate, hostile and
+//! broken sources, private-address refusal, backoff and Retry-After.
+use crate::fixtures::{FixtureServer, Response};
+use crate::{spawn_app_with, test_settings_with, TestApp};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+fn rss(tag: &str, n: usize) -> String {
+    let items: String = (0..n)
+        .map(|i| format!("<item><title>{tag} 記事{i}</title><link>https://example.jp/{tag}/{i}</link><description>PayPayの話題{i}</description></item>"))
+        .collect();
+    format!("<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>{tag}</title>{items}</channel></rss>")
+}
+
+async fn crawl(app: &TestApp) -> BTreeMap<String, serde_json::Value> {
+    let r = app
+        .client
+        .post(format!("{}/api/crawl", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Vec<serde_json::Value> = r.json().await.unwrap();
+    v.into_iter()
+        .map(|s| (s["source"].as_str().unwrap().to_string(), s))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_sources_on_twenty_hosts_respect_the_per_host_rate() {
+    const INTERVAL_MS: u64 = 100;
+    let mut servers = Vec::new();
+    let mut sources = Vec::new();
+    for h in 1..=20 {
+        let server = FixtureServer::start_on(&format!("127.0.0.{h}")).await;
+        for i in 0..10 {
+            let path = format!("/feed{i}.xml");
+            server.set(
+                &path,
+                Response::ok("application/rss+xml", rss(&format!("h{h}f{i}"), 2)),
+            );
+            sources.push((format!("h{h}-f{i}"), format!("{}{path}", server.base)));
+        }
+        servers.push(server);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let refs: Vec<(&str, &str, &str)> = sources
+        .iter()
+        .map(|(n, u)| (n.as_str(), u.as_str(), "news"))
+        .collect();
+    let crawl_cfg = format!(
+        "allow_private_networks = true\nper_host_interval_ms = {INTERVAL_MS}\nconcurrency = 8\n"
+    );
+    let app = spawn_app_with(test_settings_with(dir.path(), &crawl_cfg, &refs), Some(dir)).await;
+    let summary = crawl(&app).await;
+    assert_eq!(summary.len(), 200);
+    assert!(
+        summary
+            .values()
+            .all(|s| s["status"] == "ok" && s["new_items"] == 2),
+        "{summary:?}"
+    );
+    // Measured at the servers: consecutive requests to one host are at least the interval
+    // apart (a little slack for scheduling between the client's send and the server's accept).
+    let mut min_gap = Duration::MAX;
+    for s in &servers {
+        let mut times: Vec<_> = s.arrivals.lock().unwrap().iter().map(|(_, t)| *t).collect();
+        assert_eq!(times.len(), 10);
+        times.sort();
+        for w in times.windows(2) {
+            min_gap = min_gap.min(w[1] - w[0]);
+        }
+    }
+    assert!(
+        min_gap >= Duration::from_millis(INTERVAL_MS * 9 / 10),
+        "min gap {min_gap:?}"
+    );
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_sources_fail_alone_and_back_off() {
+    let server = FixtureServer::start().await;
+    let b = server.base.clone();
+    server.set(
+        "/good.xml",
+        Response::ok("application/rss+xml", rss("good", 3)),
+    );
+    server.set(
+        "/slow.xml",
+        Response {
+            drip_ms: 300,
+            ..Response::ok("application/rss+xml", rss("slow", 3))
+        },
+    );
+    server.set(
+        "/huge.xml",
+        Response::ok("application/rss+xml", vec![b' '; 300 * 1024]),
+    );
+    server.set(
+        "/bomb.xml",
+        Response::ok("application/rss+xml", gzip(&vec![b' '; 4 * 1024 * 1024]))
+            .header("Content-Encoding", "gzip"),
+    );
+    server.set(
+        "/loop.xml",
+        Response::status(302).header("Location", &format!("{b}/loop.xml")),
+    );
+    server.set(
+        "/garbage.xml",
+        Response::ok(
+            "application/rss+xml",
+            (0..5000u32)
+                .map(|i| (i * 7919 % 251) as u8)
+                .collect::<Vec<u8>>(),
+        ),
+    );
+    server.set(
+        "/html.xml",
+        Response::ok("text/html", "<!doctype html><html><title>x</title></html>"),
+    );
+    server.set(
+        "/busy.xml",
+        Response::status(429).header("Retry-After", "3600"),
+    );
+    let names = [
+        "good", "slow", "huge", "bomb", "loop", "garbage", "html", "busy", "gone",
+    ];
+    let urls: Vec<String> = names.iter().map(|n| format!("{b}/{n}.xml")).collect();
+    let sources: Vec<(&str, &str, &str)> = names
+        .iter()
+        .zip(&urls)
+        .map(|(n, u)| (*n, u.as_str(), "news"))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "allow_private_networks = true\ntimeout_secs = 1\nmax_body_bytes = 102400\nper_host_interval_ms = 1\nbackoff_base_secs = 60\n";
+    let app = spawn_app_with(test_settings_with(dir.path(), cfg, &sources), Some(dir)).await;
+
+    let s = crawl(&app).await;
+    assert_eq!(s["good"]["status"], "ok");
+    assert_eq!(s["good"]["new_items"], 3);
+    let err = |n: &str| s[n]["error"].as_str().unwrap_or("").to_string();
+    assert!(err("slow").contains("longer than"), "{}", err("slow"));
+    assert!(err("huge").contains("larger than"), "{}", err("huge"));
+    assert!(
+        err("bomb").contains("larger than"),
+        "decompressed size counts: {}",
+        err("bomb")
+    );
+    assert!(err("loop").contains("redirect"), "{}", err("loop"));
+    assert!(
+        err("garbage").contains("parse") || err("garbage").contains("not a feed"),
+        "{}",
+        err("garbage")
+    );
+    assert!(err("html").contains("HTML page"), "{}", err("html"));
+    assert!(err("busy").contains("429"), "{}", err("busy"));
+    assert!(err("gone").contains("404"), "{}", err("gone"));
+    for n in &names[1..] {
+        assert_eq!(s[*n]["status"], "error", "{n}: {:?}", s[*n]);
+    }
+    // Retry-After (1 h) outweighs the first backoff step (60 s); a plain failure waits 60 s.
+    let until = |n: &str| {
+        chrono::DateTime::parse_from_rfc3339(s[n]["backoff_until"].as_str().unwrap()).unwrap()
+    };
+    let now = crate::test_now();
+    assert_eq!(
+        (until("busy").with_timezone(&chrono::Utc) - now).num_seconds(),
+        3600
+    );
+    assert_eq!(
+        (until("gone").with_timezone(&chrono::Utc) - now).num_seconds(),
+        60
+    );
+
+    // While backing off, failing sources are not fetched; the good one still is.
+    let before = server.hits.lock().unwrap().clone();
+    let s2 = crawl(&app).await;
+    assert_eq!(s2["gone"]["status"], "backing_off");
+    assert_eq!(
+        server.hits.lock().unwrap().get("/gone.xml"),
+        before.get("/gone.xml")
+    );
+    assert_eq!(s2["good"]["status"], "ok");
+
+    // After the backoff a failing source is tried again and its delay doubles.
+    app.clock.set(now + chrono::Duration::seconds(61));
+    let s3 = crawl(&app).await;
+    assert_eq!(s3["gone"]["status"], "error");
+    let until3 =
+        chrono::DateTime::parse_from_rfc3339(s3["gone"]["backoff_until"].as_str().unwrap())
+            .unwrap();
+    assert_eq!(
+        (until3.with_timezone(&chrono::Utc) - (now + chrono::Duration::seconds(61))).num_seconds(),
+        120
+    );
+    assert_eq!(s3["busy"]["status"], "backing_off");
+
+    // The server still answers.
+    let (status, _) = app.get_json("/healthz").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_addresses_are_refused_unless_allowed() {
+    let server = FixtureServer::start().await;
+    server.set(
+        "/feed.xml",
+        Response::ok("application/rss+xml", rss("p", 1)),
+    );
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let literal = format!("http://127.0.0.1:{port}/feed.xml");
+    let by_name = format!("http://localhost:{port}/feed.xml");
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(
+        test_settings_with(
+            dir.path(),
+            "allow_private_networks = false\n",
+            &[("literal", &literal, "news"), ("named", &by_name, "news")],
+        ),
+        Some(dir),
+    )
+    .await;
+    let s = crawl(&app).await;
+    for n in ["literal", "named"] {
+        assert_eq!(s[n]["status"], "error");
+        assert!(
+            s[n]["error"].as_str().unwrap().contains("private"),
+            "{n}: {:?}",
+            s[n]
+        );
+    }
+    assert_eq!(
+        server.hits.lock().unwrap().get("/feed.xml"),
+        None,
+        "no request reached the server"
+    );
+}
