@@ -41,6 +41,25 @@ enum Command {
     Analyze,
     /// Ask the server to rebuild the search index from the database.
     Reindex,
+    /// Show every source with its crawl state.
+    Sources {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete items by URL, source and/or publication date range (they leave the index too).
+    Delete {
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        source: Option<String>,
+        /// Start of the range (RFC 3339, or a date taken as JST midnight), inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the range, exclusive.
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -124,6 +143,48 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
                 writeln!(out, "{}", serde_json::to_string(&v)?)?;
             }
             out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sources { json } => {
+            let store = crate::store::Store::open(&settings.data_dir).await?;
+            store.seed_once(&settings, clock.now()).await?;
+            let rows = crate::jobs::source_statuses(&store, clock.now()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for r in &rows {
+                    println!(
+                        "{:<20} {:<6} items={:<6} last={} status={} next={}{}",
+                        r.name,
+                        r.kind,
+                        r.total_items,
+                        r.last_fetch_at.as_deref().unwrap_or("-"),
+                        r.last_status.as_deref().unwrap_or("-"),
+                        r.next_run_at.as_deref().unwrap_or("-"),
+                        r.last_error.as_deref().map(|e| format!(" error={e}")).unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Delete { url, source, from, to } => {
+            let time = |name: &str, v: Option<String>| -> anyhow::Result<Option<i64>> {
+                v.map(|s| crate::aggregate::parse_time(&s).map_err(|e| anyhow::anyhow!("--{name}: {e}")))
+                    .transpose()
+            };
+            let filter = crate::store::DeleteFilter {
+                url: url.map(|u| crate::pipeline::canonical_url(&u).unwrap_or(u)),
+                source,
+                from: time("from", from)?,
+                to: time("to", to)?,
+            };
+            if filter.url.is_none() && filter.source.is_none() && filter.from.is_none() && filter.to.is_none() {
+                eprintln!("error: give at least one of --url, --source, --from, --to");
+                return Ok(ExitCode::from(2));
+            }
+            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let n = store.delete_items(&filter, clock.now()).await?;
+            println!("{}", serde_json::json!({ "deleted": n }));
             Ok(ExitCode::SUCCESS)
         }
         Command::Reindex => {

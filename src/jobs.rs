@@ -235,6 +235,22 @@ pub async fn start_scheduler(state: Arc<AppState>) -> anyhow::Result<JobSchedule
             }
         }
     }
+    // Retention: every night at 03:30 JST, items past their source's retention period go.
+    let st = state.clone();
+    let retention = Job::new_async_tz("0 30 3 * * *", chrono_tz::Asia::Tokyo, move |_, _| {
+        let st = st.clone();
+        Box::pin(async move {
+            match st.store.apply_retention(st.clock.now()).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(deleted = n, "retention applied");
+                    st.index_notify.notify_one();
+                }
+                Err(e) => tracing::error!(error = %e, "retention failed"),
+            }
+        })
+    })?;
+    scheduler.add(retention).await?;
     scheduler.start().await?;
     Ok(scheduler)
 }
@@ -280,4 +296,63 @@ pub fn spawn_indexer(
             }
         });
     })
+}
+
+/// A source as `kizashi sources --json` and the admin page show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceStatus {
+    pub name: String,
+    pub url: String,
+    pub kind: String,
+    pub item_kind: String,
+    pub schedule: String,
+    pub enabled: bool,
+    pub last_fetch_at: Option<String>,
+    pub last_status: Option<String>,
+    pub new_items: i64,
+    pub seen_items: i64,
+    pub total_items: i64,
+    pub next_run_at: Option<String>,
+    pub last_error: Option<String>,
+    pub backoff_until: Option<String>,
+    pub charset_decision: Option<String>,
+}
+
+/// Every source with its crawl state at `now`. The next run is the first scheduled time at or
+/// after the end of any backoff.
+pub async fn source_statuses(
+    store: &crate::store::Store,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<SourceStatus>, crate::store::StoreError> {
+    use crate::aggregate::jst_rfc3339;
+    let totals = store.items_per_source().await?;
+    Ok(store
+        .sources()
+        .await?
+        .into_iter()
+        .map(|s| {
+            let after = s.backoff_until.unwrap_or(0).max(now.timestamp_millis());
+            let next_run_at = crate::config::parse_schedule(&s.schedule).ok().and_then(|cron| {
+                let start = chrono::TimeZone::timestamp_millis_opt(&chrono_tz::Asia::Tokyo, after).single()?;
+                cron.find_next_occurrence(&start, true).ok().map(|t| t.to_rfc3339())
+            });
+            SourceStatus {
+                total_items: totals.get(&s.name).copied().unwrap_or(0),
+                next_run_at: next_run_at.filter(|_| s.enabled),
+                last_fetch_at: s.last_fetch_at.map(jst_rfc3339),
+                backoff_until: s.backoff_until.filter(|u| *u > now.timestamp_millis()).map(jst_rfc3339),
+                name: s.name,
+                url: s.url,
+                kind: s.kind,
+                item_kind: s.item_kind,
+                schedule: s.schedule,
+                enabled: s.enabled,
+                last_status: s.last_status,
+                new_items: s.new_items,
+                seen_items: s.seen_items,
+                last_error: s.last_error,
+                charset_decision: s.charset_decision,
+            }
+        })
+        .collect())
 }

@@ -31,6 +31,14 @@ pub struct Labels {
     pub neutral: &'static str,
     pub positive: &'static str,
     pub search_help: &'static str,
+    pub sources: &'static str,
+    pub source_name: &'static str,
+    pub source_status: &'static str,
+    pub source_items: &'static str,
+    pub source_last: &'static str,
+    pub source_next: &'static str,
+    pub source_charset: &'static str,
+    pub source_backoff: &'static str,
 }
 
 pub const JA: Labels = Labels {
@@ -59,6 +67,14 @@ pub const JA: Labels = Labels {
     positive: "ポジティブ",
     search_help:
         "スペース区切りは AND、OR で「または」、-語 で除外、\"…\" で語順どおりのフレーズ。",
+    sources: "ソース",
+    source_name: "名前",
+    source_status: "状態",
+    source_items: "件数",
+    source_last: "最終取得",
+    source_next: "次回取得",
+    source_charset: "文字コード",
+    source_backoff: "再試行待ち:",
 };
 
 pub const EN: Labels = Labels {
@@ -86,6 +102,14 @@ pub const EN: Labels = Labels {
     neutral: "neutral",
     positive: "positive",
     search_help: "Space means AND; OR for either; -word excludes; \"…\" matches a phrase in order.",
+    sources: "Sources",
+    source_name: "Name",
+    source_status: "Status",
+    source_items: "Items",
+    source_last: "Last fetch",
+    source_next: "Next run",
+    source_charset: "Charset",
+    source_backoff: "backing off until",
 };
 
 impl Lang {

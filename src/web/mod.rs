@@ -1,5 +1,6 @@
 //! web: the only module that knows actix-web and askama. Routes are grouped public / viewer /
 //! operator / admin from the start; until accounts exist every group is open to viewers.
+mod admin;
 mod api;
 mod chart;
 pub mod error;
@@ -35,6 +36,7 @@ pub fn server(
             .configure(public_routes)
             .configure(viewer_routes)
             .configure(operator_routes)
+            .configure(admin_routes)
     })
     .listen(listener)?
     .run();
@@ -61,6 +63,12 @@ fn viewer_routes(cfg: &mut web::ServiceConfig) {
 /// Actions that change what the system does (operator role once accounts exist).
 fn operator_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/crawl", web::post().to(api::crawl_now));
+}
+
+/// Configuration of what the system watches (admin role once accounts exist).
+fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/sources", web::get().to(admin::sources_ja))
+        .route("/en/admin/sources", web::get().to(admin::sources_en));
 }
 
 const CSS: &str = include_str!("../../static/css/app.css");
