@@ -161,16 +161,26 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
                         r.last_fetch_at.as_deref().unwrap_or("-"),
                         r.last_status.as_deref().unwrap_or("-"),
                         r.next_run_at.as_deref().unwrap_or("-"),
-                        r.last_error.as_deref().map(|e| format!(" error={e}")).unwrap_or_default()
+                        r.last_error
+                            .as_deref()
+                            .map(|e| format!(" error={e}"))
+                            .unwrap_or_default()
                     );
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Delete { url, source, from, to } => {
+        Command::Delete {
+            url,
+            source,
+            from,
+            to,
+        } => {
             let time = |name: &str, v: Option<String>| -> anyhow::Result<Option<i64>> {
-                v.map(|s| crate::aggregate::parse_time(&s).map_err(|e| anyhow::anyhow!("--{name}: {e}")))
-                    .transpose()
+                v.map(|s| {
+                    crate::aggregate::parse_time(&s).map_err(|e| anyhow::anyhow!("--{name}: {e}"))
+                })
+                .transpose()
             };
             let filter = crate::store::DeleteFilter {
                 url: url.map(|u| crate::pipeline::canonical_url(&u).unwrap_or(u)),
@@ -178,7 +188,11 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
                 from: time("from", from)?,
                 to: time("to", to)?,
             };
-            if filter.url.is_none() && filter.source.is_none() && filter.from.is_none() && filter.to.is_none() {
+            if filter.url.is_none()
+                && filter.source.is_none()
+                && filter.from.is_none()
+                && filter.to.is_none()
+            {
                 eprintln!("error: give at least one of --url, --source, --from, --to");
                 return Ok(ExitCode::from(2));
             }

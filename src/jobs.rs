@@ -332,15 +332,24 @@ pub async fn source_statuses(
         .into_iter()
         .map(|s| {
             let after = s.backoff_until.unwrap_or(0).max(now.timestamp_millis());
-            let next_run_at = crate::config::parse_schedule(&s.schedule).ok().and_then(|cron| {
-                let start = chrono::TimeZone::timestamp_millis_opt(&chrono_tz::Asia::Tokyo, after).single()?;
-                cron.find_next_occurrence(&start, true).ok().map(|t| t.to_rfc3339())
-            });
+            let next_run_at = crate::config::parse_schedule(&s.schedule)
+                .ok()
+                .and_then(|cron| {
+                    let start =
+                        chrono::TimeZone::timestamp_millis_opt(&chrono_tz::Asia::Tokyo, after)
+                            .single()?;
+                    cron.find_next_occurrence(&start, true)
+                        .ok()
+                        .map(|t| t.to_rfc3339())
+                });
             SourceStatus {
                 total_items: totals.get(&s.name).copied().unwrap_or(0),
                 next_run_at: next_run_at.filter(|_| s.enabled),
                 last_fetch_at: s.last_fetch_at.map(jst_rfc3339),
-                backoff_until: s.backoff_until.filter(|u| *u > now.timestamp_millis()).map(jst_rfc3339),
+                backoff_until: s
+                    .backoff_until
+                    .filter(|u| *u > now.timestamp_millis())
+                    .map(jst_rfc3339),
                 name: s.name,
                 url: s.url,
                 kind: s.kind,

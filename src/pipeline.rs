@@ -82,6 +82,16 @@ impl Pipeline {
                 .to_le_bytes(),
         );
         let content_hash = format!("{:x}", h.finalize())[..32].to_string();
+        // Near-duplicate grouping is for syndicated articles; short posts are separate voices.
+        let words: Vec<&str> = title_tokens
+            .iter()
+            .chain(&body_tokens)
+            .filter(|t| !t.is_symbol())
+            .map(|t| t.text.as_str())
+            .collect();
+        let minhash = (raw.kind == crate::domain::ItemKind::News)
+            .then(|| minhash(&words))
+            .flatten();
         Ok(NewItem {
             identity,
             source: raw.source,
@@ -99,6 +109,7 @@ impl Pipeline {
                 body: compact(&body_tokens),
             },
             analysis_version: ANALYSIS_VERSION,
+            minhash,
         })
     }
 
@@ -132,6 +143,58 @@ fn compact(tokens: &[Token]) -> Vec<crate::store::IndexToken> {
         .collect()
 }
 
+/// Number of MinHash values per signature and the LSH banding (8 bands of 2 rows).
+pub const MINHASH_LEN: usize = 16;
+pub const MINHASH_BANDS: usize = 8;
+
+fn fnv1a(seed: u64, parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325 ^ seed.wrapping_mul(0x9E3779B97F4A7C15);
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            h ^= 0xff;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        for b in p.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    }
+    // final avalanche so seeds give independent-looking orders
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51afd7ed558ccd);
+    h ^ (h >> 33)
+}
+
+/// MinHash signature over token-bigram shingles: the share of equal values between two
+/// signatures estimates the Jaccard similarity of their shingle sets. None for texts too
+/// short to judge (fewer than 20 shingles).
+pub fn minhash(tokens: &[&str]) -> Option<[u64; MINHASH_LEN]> {
+    if tokens.len() < 21 {
+        return None;
+    }
+    let mut sig = [u64::MAX; MINHASH_LEN];
+    for w in tokens.windows(2) {
+        for (seed, slot) in sig.iter_mut().enumerate() {
+            *slot = (*slot).min(fnv1a(seed as u64, w));
+        }
+    }
+    Some(sig)
+}
+
+/// Estimated Jaccard similarity of two signatures.
+pub fn minhash_similarity(a: &[u64], b: &[u64]) -> f64 {
+    let same = a.iter().zip(b).filter(|(x, y)| x == y).count();
+    same as f64 / a.len().max(1) as f64
+}
+
+/// LSH band keys: each band hashes two consecutive signature values.
+pub fn minhash_bands(sig: &[u64; MINHASH_LEN]) -> [i64; MINHASH_BANDS] {
+    std::array::from_fn(|b| {
+        let (x, y) = (sig[2 * b], sig[2 * b + 1]);
+        (x.rotate_left(17) ^ y.wrapping_mul(0x9E3779B97F4A7C15)) as i64
+    })
+}
+
 /// Hex SHA-256 of some bytes, shortened to 128 bits (content and body hashes).
 pub fn hash_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
@@ -161,6 +224,24 @@ pub fn canonical_url(raw: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn minhash_is_close_for_near_duplicates_and_far_otherwise() {
+        let a: Vec<String> = (0..40).map(|i| format!("w{i}")).collect();
+        let mut b = a.clone();
+        b[20] = "changed".into();
+        let c: Vec<String> = (0..40).map(|i| format!("other{i}")).collect();
+        let sig =
+            |v: &[String]| minhash(&v.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+        assert!(minhash_similarity(&sig(&a), &sig(&b)) >= 0.6);
+        assert!(minhash_similarity(&sig(&a), &sig(&c)) < 0.2);
+        let (ba, bb) = (minhash_bands(&sig(&a)), minhash_bands(&sig(&b)));
+        assert!(
+            ba.iter().zip(&bb).any(|(x, y)| x == y),
+            "near duplicates share a band"
+        );
+        assert_eq!(minhash(&["too", "short"]), None);
+    }
 
     #[test]
     fn canonical_urls_drop_tracking_and_fragments() {

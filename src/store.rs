@@ -54,7 +54,14 @@ pub struct NewItem {
     pub analysis: Analysis,
     pub tokens: StoredTokens,
     pub analysis_version: i64,
+    /// MinHash signature of the text for near-duplicate grouping (news only).
+    pub minhash: Option<[u64; crate::pipeline::MINHASH_LEN]>,
 }
+
+/// Near duplicates: estimated Jaccard similarity at least this, published within this many
+/// days of each other.
+const DUP_MIN_SIMILARITY: f64 = 0.6;
+const DUP_WINDOW_MS: i64 = 3 * 86_400_000;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct UpsertCounts {
@@ -461,13 +468,26 @@ impl Store {
                 }
                 None => {
                     let (published, quality) = clamp_date(item.published_at, ms(now));
+                    let dup_of = match &item.minhash {
+                        Some(sig) => near_duplicate(&mut tx, sig, published).await?,
+                        None => None,
+                    };
+                    let bands = item.minhash.as_ref().map(crate::pipeline::minhash_bands);
+                    let band = |i: usize| bands.map(|b| b[i]);
+                    let signature = item.minhash.map(|sig| {
+                        sig.iter()
+                            .map(|v| v.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    });
                     let id: i64 = sqlx::query(
                         "INSERT INTO items (identity, source, guid, url, title, body, author, kind,
                             published_at, first_seen_at, date_quality, content_hash,
                             sentiment_label, sentiment_score, analysis, tokens, analysis_version,
-                            updated_at)
+                            updated_at, minhash, mh_b0, mh_b1, mh_b2, mh_b3, mh_b4, mh_b5, mh_b6,
+                            mh_b7, dup_group)
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                            $16, $17, $18)
+                            $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)
                          RETURNING id",
                     )
                     .bind(&item.identity)
@@ -488,9 +508,26 @@ impl Store {
                     .bind(&tokens_json)
                     .bind(item.analysis_version)
                     .bind(ms(now))
+                    .bind(&signature)
+                    .bind(band(0))
+                    .bind(band(1))
+                    .bind(band(2))
+                    .bind(band(3))
+                    .bind(band(4))
+                    .bind(band(5))
+                    .bind(band(6))
+                    .bind(band(7))
+                    .bind(dup_of)
                     .fetch_one(&mut *tx)
                     .await?
                     .get(0);
+                    if dup_of.is_none() {
+                        // A group is named after its first member.
+                        sqlx::query("UPDATE items SET dup_group = id WHERE id = $1")
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     counts.new += 1;
                     id
                 }
@@ -674,12 +711,52 @@ impl Store {
         Ok(a.zip(b))
     }
 
+    /// The near-duplicate group of the item with this canonical URL.
+    pub async fn dup_group_of(&self, url: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query("SELECT dup_group FROM items WHERE url = $1")
+            .bind(url)
+            .fetch_optional(&self.pool)
+            .await?
+            .and_then(|r| r.get(0)))
+    }
+
     pub async fn item_count(&self) -> Result<i64> {
         Ok(sqlx::query("SELECT COUNT(*) FROM items")
             .fetch_one(&self.pool)
             .await?
             .get(0))
     }
+}
+
+/// The dup_group of a stored item whose MinHash signature is at least `DUP_MIN_SIMILARITY`
+/// similar and whose publication lies within `DUP_WINDOW_MS` of `published`: candidates by
+/// LSH band key, then the signatures compared.
+async fn near_duplicate(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    sig: &[u64; crate::pipeline::MINHASH_LEN],
+    published: i64,
+) -> Result<Option<i64>> {
+    let b = crate::pipeline::minhash_bands(sig);
+    let mut q = sqlx::query(
+        "SELECT minhash, dup_group FROM items
+         WHERE (mh_b0 = $1 OR mh_b1 = $2 OR mh_b2 = $3 OR mh_b3 = $4 OR mh_b4 = $5 OR mh_b5 = $6
+                OR mh_b6 = $7 OR mh_b7 = $8)
+           AND published_at >= $9 AND published_at <= $10
+         ORDER BY id LIMIT 500",
+    );
+    for key in b {
+        q = q.bind(key);
+    }
+    let rows = q
+        .bind(published - DUP_WINDOW_MS)
+        .bind(published + DUP_WINDOW_MS)
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(rows.into_iter().find_map(|r| {
+        let other: Option<String> = r.get(0);
+        let other: Vec<u64> = other?.split(',').filter_map(|v| v.parse().ok()).collect();
+        (crate::pipeline::minhash_similarity(sig, &other) >= DUP_MIN_SIMILARITY).then(|| r.get(1))
+    }))
 }
 
 async fn insert_source(

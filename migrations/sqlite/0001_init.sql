@@ -55,7 +55,17 @@ CREATE TABLE items (
     date_quality     TEXT NOT NULL,
     content_hash     TEXT NOT NULL,
     dup_group        BIGINT,
-    simhash          BIGINT,
+    -- MinHash signature (16 values, comma-separated) and its 8 LSH band keys: texts with
+    -- high Jaccard similarity of token shingles share a band key (near-duplicate candidates)
+    minhash          TEXT,
+    mh_b0            BIGINT,
+    mh_b1            BIGINT,
+    mh_b2            BIGINT,
+    mh_b3            BIGINT,
+    mh_b4            BIGINT,
+    mh_b5            BIGINT,
+    mh_b6            BIGINT,
+    mh_b7            BIGINT,
     sentiment_label  TEXT NOT NULL,
     sentiment_score  DOUBLE PRECISION NOT NULL,
     analysis         TEXT NOT NULL,
@@ -65,6 +75,14 @@ CREATE TABLE items (
 );
 CREATE INDEX items_published ON items (published_at);
 CREATE INDEX items_source ON items (source, published_at);
+CREATE INDEX items_mh_b0 ON items (mh_b0);
+CREATE INDEX items_mh_b1 ON items (mh_b1);
+CREATE INDEX items_mh_b2 ON items (mh_b2);
+CREATE INDEX items_mh_b3 ON items (mh_b3);
+CREATE INDEX items_mh_b4 ON items (mh_b4);
+CREATE INDEX items_mh_b5 ON items (mh_b5);
+CREATE INDEX items_mh_b6 ON items (mh_b6);
+CREATE INDEX items_mh_b7 ON items (mh_b7);
 
 -- Sentiment per (item, service): every per-service figure and filter uses this table.
 CREATE TABLE item_services (

@@ -29,5 +29,7 @@ async fn sources(state: State, lang: Lang) -> Result<HttpResponse, WebError> {
         path: "/admin/sources",
         sources: crate::jobs::source_statuses(&state.store, state.clock.now()).await?,
     };
-    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(page.render()?))
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(page.render()?))
 }

@@ -218,7 +218,13 @@ async fn crawl_once_sources_json_and_delete_reach_the_index() {
     let items: String = (0..3)
         .map(|i| format!("<item><title>PayPayの障害{i}</title><link>https://example.jp/outage/{i}</link><pubDate>Wed, 03 Jul 2019 1{i}:00:00 +0900</pubDate></item>"))
         .collect();
-    server.set("/f.xml", Response::ok("application/rss+xml", format!("<rss version=\"2.0\"><channel><title>t</title>{items}</channel></rss>")));
+    server.set(
+        "/f.xml",
+        Response::ok(
+            "application/rss+xml",
+            format!("<rss version=\"2.0\"><channel><title>t</title>{items}</channel></rss>"),
+        ),
+    );
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("k.toml");
     std::fs::write(
@@ -231,22 +237,51 @@ async fn crawl_once_sources_json_and_delete_reach_the_index() {
     .unwrap();
     let cfg_arg = cfg.to_str().unwrap().to_string();
     let run = |args: &[&str]| {
-        let out = kizashi(dir.path()).args(["--config", &cfg_arg]).args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = kizashi(dir.path())
+            .args(["--config", &cfg_arg])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let summary: serde_json::Value = serde_json::from_str(run(&["crawl", "--once"]).trim()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(run(&["crawl", "--once"]).trim()).unwrap();
     assert_eq!(summary["new_items"], 3, "{summary}");
 
     let sources: serde_json::Value = serde_json::from_str(&run(&["sources", "--json"])).unwrap();
     let s = &sources[0];
-    for key in ["name", "url", "kind", "last_fetch_at", "last_status", "new_items", "seen_items", "total_items", "next_run_at", "last_error", "backoff_until", "charset_decision"] {
+    for key in [
+        "name",
+        "url",
+        "kind",
+        "last_fetch_at",
+        "last_status",
+        "new_items",
+        "seen_items",
+        "total_items",
+        "next_run_at",
+        "last_error",
+        "backoff_until",
+        "charset_decision",
+    ] {
         assert!(s.get(key).is_some(), "{key} in {s}");
     }
     assert_eq!(s["name"], "outages");
     assert_eq!(s["kind"], "feed");
     assert_eq!(s["last_status"], "200");
-    assert_eq!((s["new_items"].as_i64(), s["seen_items"].as_i64(), s["total_items"].as_i64()), (Some(3), Some(3), Some(3)));
+    assert_eq!(
+        (
+            s["new_items"].as_i64(),
+            s["seen_items"].as_i64(),
+            s["total_items"].as_i64()
+        ),
+        (Some(3), Some(3), Some(3))
+    );
     assert!(s["last_error"].is_null() && s["backoff_until"].is_null());
     assert_eq!(s["charset_decision"], "UTF-8 (utf8)");
     let next = chrono::DateTime::parse_from_rfc3339(s["next_run_at"].as_str().unwrap()).unwrap();
@@ -256,20 +291,35 @@ async fn crawl_once_sources_json_and_delete_reach_the_index() {
     // The server indexes what the command stored; a deletion reaches the index as well.
     let app = spawn_app_with(test_settings(dir.path(), &[]), None).await;
     app.wait_indexed().await;
-    let (_, body) = app.get_json(&format!("/api/search?q={}", enc("障害"))).await;
+    let (_, body) = app
+        .get_json(&format!("/api/search?q={}", enc("障害")))
+        .await;
     assert_eq!(body["total"], 3);
-    let out = run(&["delete", "--url", "https://example.jp/outage/1?utm_source=x"]);
+    let out = run(&[
+        "delete",
+        "--url",
+        "https://example.jp/outage/1?utm_source=x",
+    ]);
     assert!(out.contains("\"deleted\":1"), "{out}");
     app.wait_indexed().await;
-    let (_, body) = app.get_json(&format!("/api/search?q={}", enc("障害"))).await;
+    let (_, body) = app
+        .get_json(&format!("/api/search?q={}", enc("障害")))
+        .await;
     assert_eq!(body["total"], 2, "{body}");
-    assert!(body["hits"].as_array().unwrap().iter().all(|h| h["url"] != "https://example.jp/outage/1"));
+    assert!(body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h["url"] != "https://example.jp/outage/1"));
     let (status, html) = app.get_text("/admin/sources").await;
     assert_eq!(status, 200);
     assert!(html.contains("id=\"source-outages\""));
 
     // delete refuses to run without a filter.
-    let out = kizashi(dir.path()).args(["--config", &cfg_arg, "delete"]).output().unwrap();
+    let out = kizashi(dir.path())
+        .args(["--config", &cfg_arg, "delete"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     drop(dir);
 }

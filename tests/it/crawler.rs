@@ -242,3 +242,45 @@ async fn private_addresses_are_refused_unless_allowed() {
         "no request reached the server"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syndicated_stories_share_a_dup_group() {
+    let story = "セブン&アイ・ホールディングスは4日、スマートフォン決済サービス「7pay」で第三者による不正アクセスがあり、約900人が合計約5500万円の被害を受けたと発表した。同社はクレジットカードなどからのチャージを停止し、二段階認証の導入を検討する。";
+    let other = "PayPayは、加盟店での支払いで最大20%を還元するキャンペーンを来月から始めると発表した。対象は全国のコンビニエンスストアやドラッグストアで、期間中は一回あたりの上限も引き上げる予定で、利用者の拡大を狙う。";
+    let feed = |tag: &str, body: &str, extra: &str| {
+        format!("<rss version=\"2.0\"><channel><title>{tag}</title><item><title>7pay不正アクセス</title><link>https://{tag}.example.jp/a</link><description>{}</description><pubDate>Thu, 04 Jul 2019 18:00:00 +0900</pubDate></item><item><title>還元</title><link>https://{tag}.example.jp/b</link><description>{other}</description><pubDate>Thu, 04 Jul 2019 19:00:00 +0900</pubDate></item></channel></rss>", body.replace('&', "&amp;") + extra)
+    };
+    let server = FixtureServer::start().await;
+    server.set(
+        "/a.xml",
+        Response::ok("application/rss+xml", feed("alpha", story, "")),
+    );
+    server.set(
+        "/b.xml",
+        Response::ok("application/rss+xml", feed("beta", story, "（共同）")),
+    );
+    let (a, b) = (
+        format!("{}/a.xml", server.base),
+        format!("{}/b.xml", server.base),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(
+        crate::test_settings(dir.path(), &[("alpha", &a, "news"), ("beta", &b, "news")]),
+        Some(dir),
+    )
+    .await;
+    crawl(&app).await;
+    let g = |u: &str| {
+        let store = app.state.store.clone();
+        let u = u.to_string();
+        async move { store.dup_group_of(&u).await.unwrap().unwrap() }
+    };
+    assert_eq!(
+        g("https://alpha.example.jp/a").await,
+        g("https://beta.example.jp/a").await
+    );
+    assert_ne!(
+        g("https://alpha.example.jp/a").await,
+        g("https://alpha.example.jp/b").await
+    );
+}
