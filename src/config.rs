@@ -92,6 +92,14 @@ struct RawSource {
     timezone: String,
     #[serde(default)]
     retention_days: Option<u32>,
+    #[serde(default)]
+    query: Option<String>,
+    #[serde(default)]
+    identifier: Option<String>,
+    #[serde(default)]
+    app_password: Option<String>,
+    #[serde(default)]
+    app_password_env: Option<String>,
 }
 
 fn default_bind() -> String {
@@ -150,24 +158,53 @@ fn default_services() -> Vec<String> {
     .to_vec()
 }
 
-/// How a source is fetched. Later kinds (Mastodon, Misskey, Bluesky …) join here.
+/// How a source is fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
-    /// RSS 0.9x/1.0/2.0, Atom or JSON Feed, detected from the document.
+    /// GET of a document read by its shape: RSS 0.9x/1.0/2.0, Atom 0.3/1.0, JSON Feed, or a
+    /// Mastodon timeline (e.g. `/api/v1/timelines/tag/7pay`). Hatena Bookmark and Google News
+    /// RSS are feeds too.
     Feed,
+    /// Misskey `POST /api/notes/search` with `query`.
+    Misskey,
+    /// Bluesky `app.bsky.feed.searchPosts` with `query`, signed in with an app password.
+    Bluesky,
 }
 
 impl SourceKind {
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::Feed => "feed",
+            SourceKind::Misskey => "misskey",
+            SourceKind::Bluesky => "bluesky",
         }
     }
     pub fn parse(s: &str) -> Result<Self, String> {
         match s {
             "feed" => Ok(SourceKind::Feed),
-            other => Err(format!("unknown source kind {other:?} (supported: feed)")),
+            "misskey" => Ok(SourceKind::Misskey),
+            "bluesky" => Ok(SourceKind::Bluesky),
+            other => Err(format!(
+                "unknown source kind {other:?} (supported: feed, misskey, bluesky)"
+            )),
         }
+    }
+}
+
+/// Sign-in for a Bluesky source. The password is never logged or stored in the database.
+#[derive(Clone, PartialEq)]
+pub struct Credentials {
+    pub identifier: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Credentials {{ identifier: {:?}, password: <redacted> }}",
+            self.identifier
+        )
     }
 }
 
@@ -184,6 +221,10 @@ pub struct SourceConfig {
     pub timezone: chrono_tz::Tz,
     /// Items older than this many days are deleted (none: kept forever).
     pub retention_days: Option<u32>,
+    /// Search query of Misskey and Bluesky sources.
+    pub query: Option<String>,
+    /// Bluesky sign-in (from the config or the environment variable it names).
+    pub credentials: Option<Credentials>,
 }
 
 #[derive(Debug, Clone)]
@@ -356,7 +397,45 @@ impl Settings {
                     }
                     other => other,
                 },
+                query: s.query.clone().filter(|q| !q.trim().is_empty()),
+                credentials: match (&s.identifier, &s.app_password, &s.app_password_env) {
+                    (None, None, None) => None,
+                    (Some(id), Some(pw), None) => Some(Credentials {
+                        identifier: id.clone(),
+                        password: pw.clone(),
+                    }),
+                    (Some(id), None, Some(var)) => Some(Credentials {
+                        identifier: id.clone(),
+                        password: env_lookup(var).ok_or_else(|| {
+                            key_err(
+                                k("app_password_env"),
+                                format!("environment variable {var} is not set"),
+                            )
+                        })?,
+                    }),
+                    _ => {
+                        return Err(key_err(
+                            k("identifier"),
+                            "give identifier with exactly one of app_password or app_password_env",
+                        ))
+                    }
+                },
             });
+            let Some(last) = sources.last() else { continue };
+            if matches!(last.kind, SourceKind::Misskey | SourceKind::Bluesky)
+                && last.query.is_none()
+            {
+                return Err(key_err(
+                    k("query"),
+                    "misskey and bluesky sources need a search query",
+                ));
+            }
+            if last.kind == SourceKind::Bluesky && last.credentials.is_none() {
+                return Err(key_err(
+                    k("identifier"),
+                    "bluesky search needs a signed-in session: set identifier and app_password_env",
+                ));
+            }
         }
         let known = crate::dictionaries::Dictionaries::builtin();
         let mut services = Vec::new();
@@ -398,6 +477,10 @@ impl Settings {
     pub fn index_dir(&self) -> PathBuf {
         self.data_dir.join("index")
     }
+}
+
+fn env_lookup(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|v| !v.is_empty())
 }
 
 fn line_of(text: &str, byte: usize) -> usize {

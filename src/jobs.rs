@@ -65,13 +65,25 @@ pub async fn crawl_source(state: &AppState, source: &SourceRow) -> CrawlSummary 
         tz: source.timezone.parse().unwrap_or(chrono_tz::Asia::Tokyo),
         url: Some(&source.url),
     };
+    let kind =
+        crate::config::SourceKind::parse(&source.kind).unwrap_or(crate::config::SourceKind::Feed);
+    // Credentials never enter the database: they come from the settings by source name.
+    let credentials = state
+        .settings
+        .sources
+        .iter()
+        .find(|s| s.name.as_str() == source.name)
+        .and_then(|s| s.credentials.as_ref());
     let fetched = state
         .http
-        .fetch(
-            &source.url,
-            source.etag.as_deref(),
-            source.last_modified.as_deref(),
-        )
+        .fetch_source(&crate::crawl::SourceRequest {
+            kind,
+            url: &source.url,
+            query: source.query.as_deref(),
+            credentials,
+            etag: source.etag.as_deref(),
+            last_modified: source.last_modified.as_deref(),
+        })
         .await;
     let mut retry_after = None;
     match fetched {

@@ -120,6 +120,7 @@ pub struct SourceRow {
     pub charset_decision: Option<String>,
     pub body_hash: Option<String>,
     pub body_changed_at: Option<i64>,
+    pub query: Option<String>,
 }
 
 /// What a fetch of a source ended with.
@@ -259,7 +260,7 @@ impl Store {
             "SELECT id, name, kind, url, schedule, item_kind, enabled, last_fetch_at, last_status,
                     last_error, etag, last_modified, new_items, seen_items, timezone,
                     retention_days, failures, backoff_until, charset_decision, body_hash,
-                    body_changed_at
+                    body_changed_at, query
              FROM sources ORDER BY name",
         )
         .fetch_all(&self.pool)
@@ -288,6 +289,7 @@ impl Store {
                 charset_decision: r.get(18),
                 body_hash: r.get(19),
                 body_changed_at: r.get(20),
+                query: r.get(21),
             })
             .collect())
     }
@@ -766,8 +768,8 @@ async fn insert_source(
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO sources (name, kind, url, schedule, item_kind, enabled, created_at, timezone,
-                              retention_days)
-         VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8) ON CONFLICT (name) DO NOTHING",
+                              retention_days, query)
+         VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING",
     )
     .bind(s.name.as_str())
     .bind(s.kind.as_str())
@@ -777,6 +779,7 @@ async fn insert_source(
     .bind(ms(now))
     .bind(s.timezone.name())
     .bind(s.retention_days.map(i64::from))
+    .bind(&s.query)
     .execute(&mut **tx)
     .await?;
     Ok(())

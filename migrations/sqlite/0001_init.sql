@@ -23,6 +23,7 @@ CREATE TABLE sources (
     new_items     BIGINT NOT NULL DEFAULT 0,
     seen_items    BIGINT NOT NULL DEFAULT 0,
     timezone      TEXT NOT NULL DEFAULT 'Asia/Tokyo',
+    query         TEXT,
     retention_days BIGINT,
     -- consecutive failures and the time before which the source is not fetched again
     failures      BIGINT NOT NULL DEFAULT 0,

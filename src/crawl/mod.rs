@@ -13,7 +13,7 @@ pub mod social;
 pub use charset::CharsetDecision;
 pub use feed::{parse_feed, Parsed, SourceCtx};
 
-use crate::config::CrawlSettings;
+use crate::config::{CrawlSettings, Credentials, SourceKind};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -129,6 +129,18 @@ pub struct HttpClient {
     total_timeout: Duration,
     allow_private: bool,
     per_host: DefaultKeyedRateLimiter<String>,
+    /// Bluesky access tokens by (service, identifier); refreshed when refused.
+    sessions: tokio::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+/// What to fetch for one source.
+pub struct SourceRequest<'a> {
+    pub kind: SourceKind,
+    pub url: &'a str,
+    pub query: Option<&'a str>,
+    pub credentials: Option<&'a Credentials>,
+    pub etag: Option<&'a str>,
+    pub last_modified: Option<&'a str>,
 }
 
 const MAX_REDIRECTS: usize = 5;
@@ -177,7 +189,93 @@ impl HttpClient {
             total_timeout: settings.timeout * 2,
             allow_private,
             per_host: RateLimiter::keyed(quota),
+            sessions: Default::default(),
         })
+    }
+
+    /// Fetches a source the way its kind requires.
+    pub async fn fetch_source(&self, r: &SourceRequest<'_>) -> Result<Fetched, CrawlError> {
+        let query = || {
+            r.query
+                .ok_or_else(|| CrawlError::Client("this source kind needs a query".into()))
+        };
+        match r.kind {
+            SourceKind::Feed => self.fetch(r.url, r.etag, r.last_modified).await,
+            SourceKind::Misskey => {
+                let body = serde_json::json!({ "query": query()?, "limit": 100 });
+                self.post_json(r.url, &body, None).await
+            }
+            SourceKind::Bluesky => {
+                let creds = r
+                    .credentials
+                    .ok_or_else(|| CrawlError::Client("bluesky needs credentials".into()))?;
+                let base = r.url.trim_end_matches('/');
+                let search = format!(
+                    "{base}/xrpc/app.bsky.feed.searchPosts?{}",
+                    url::form_urlencoded::Serializer::new(String::new())
+                        .append_pair("q", query()?)
+                        .append_pair("limit", "100")
+                        .append_pair("sort", "latest")
+                        .finish()
+                );
+                let key = format!("{base} {}", creds.identifier);
+                for attempt in 0..2 {
+                    // Bound first: the lock must not be held while signing in.
+                    let cached = self.sessions.lock().await.get(&key).cloned();
+                    let token = match cached {
+                        Some(t) if attempt == 0 => t,
+                        _ => self.bluesky_session(base, creds, &key).await?,
+                    };
+                    match self.get_bearer(&search, &token).await {
+                        Err(CrawlError::Status { status: 401, .. }) if attempt == 0 => {
+                            self.sessions.lock().await.remove(&key);
+                        }
+                        other => return other,
+                    }
+                }
+                Err(CrawlError::Status {
+                    status: 401,
+                    retry_after: None,
+                })
+            }
+        }
+    }
+
+    /// Signs in with an app password (com.atproto.server.createSession) and caches the token.
+    async fn bluesky_session(
+        &self,
+        base: &str,
+        creds: &Credentials,
+        key: &str,
+    ) -> Result<String, CrawlError> {
+        let body =
+            serde_json::json!({ "identifier": creds.identifier, "password": creds.password });
+        let url = format!("{base}/xrpc/com.atproto.server.createSession");
+        let bytes = match self.post_json(&url, &body, None).await {
+            Ok(Fetched::Body { bytes, .. }) => bytes,
+            Ok(Fetched::NotModified) => {
+                return Err(CrawlError::Parse("empty sign-in answer".into()))
+            }
+            Err(CrawlError::Status { status, .. }) => {
+                return Err(CrawlError::Http(format!(
+                    "bluesky sign-in for {} refused ({status})",
+                    creds.identifier
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| CrawlError::Parse(format!("sign-in answer: {e}")))?;
+        let token = v
+            .get("accessJwt")
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| CrawlError::Parse("sign-in answer without accessJwt".into()))?
+            .to_string();
+        self.sessions
+            .lock()
+            .await
+            .insert(key.to_string(), token.clone());
+        Ok(token)
     }
 
     /// GETs `url` politely (waiting for the host's rate limit), sending the validators of the
@@ -189,6 +287,50 @@ impl HttpClient {
         etag: Option<&str>,
         last_modified: Option<&str>,
     ) -> Result<Fetched, CrawlError> {
+        self.send(url, |c| {
+            let mut req = c.get(url).header(
+                reqwest::header::ACCEPT,
+                "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5",
+            );
+            if let Some(e) = etag {
+                req = req.header(reqwest::header::IF_NONE_MATCH, e);
+            }
+            if let Some(lm) = last_modified {
+                req = req.header(reqwest::header::IF_MODIFIED_SINCE, lm);
+            }
+            req
+        })
+        .await
+    }
+
+    /// POSTs a JSON body (Misskey search, Bluesky sign-in) under the same guards.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+        bearer: Option<&str>,
+    ) -> Result<Fetched, CrawlError> {
+        self.send(url, |c| {
+            let req = c.post(url).json(body);
+            match bearer {
+                Some(t) => req.bearer_auth(t),
+                None => req,
+            }
+        })
+        .await
+    }
+
+    /// GET with a bearer token (Bluesky search).
+    pub async fn get_bearer(&self, url: &str, bearer: &str) -> Result<Fetched, CrawlError> {
+        self.send(url, |c| c.get(url).bearer_auth(bearer)).await
+    }
+
+    /// Every request goes through here: address check, per-host rate, total time limit.
+    async fn send(
+        &self,
+        url: &str,
+        build: impl FnOnce(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Fetched, CrawlError> {
         let parsed =
             url::Url::parse(url).map_err(|e| CrawlError::Http(format!("bad URL {url:?}: {e}")))?;
         let host = parsed.host_str().unwrap_or("").to_ascii_lowercase();
@@ -198,33 +340,14 @@ impl HttpClient {
             }
         }
         self.per_host.until_key_ready(&host).await;
-        match tokio::time::timeout(
-            self.total_timeout,
-            self.fetch_inner(url, etag, last_modified),
-        )
-        .await
-        {
+        let req = build(&self.client);
+        match tokio::time::timeout(self.total_timeout, self.read(req)).await {
             Ok(r) => r,
             Err(_) => Err(CrawlError::Timeout(self.total_timeout)),
         }
     }
 
-    async fn fetch_inner(
-        &self,
-        url: &str,
-        etag: Option<&str>,
-        last_modified: Option<&str>,
-    ) -> Result<Fetched, CrawlError> {
-        let mut req = self.client.get(url).header(
-            reqwest::header::ACCEPT,
-            "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5",
-        );
-        if let Some(e) = etag {
-            req = req.header(reqwest::header::IF_NONE_MATCH, e);
-        }
-        if let Some(lm) = last_modified {
-            req = req.header(reqwest::header::IF_MODIFIED_SINCE, lm);
-        }
+    async fn read(&self, req: reqwest::RequestBuilder) -> Result<Fetched, CrawlError> {
         let mut resp = req
             .send()
             .await

@@ -284,3 +284,95 @@ async fn syndicated_stories_share_a_dup_group() {
         g("https://alpha.example.jp/b").await
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misskey_and_bluesky_searches_with_sign_in() {
+    let server = FixtureServer::start().await;
+    let b = server.base.clone();
+    server.set(
+        "/api/notes/search",
+        Response::ok("application/json", r#"[{"id":"9x1","createdAt":"2019-07-03T01:00:00.000Z","text":"7payで身に覚えのないチャージ","user":{"username":"alice"}}]"#),
+    );
+    server.set(
+        "/xrpc/com.atproto.server.createSession",
+        Response::ok(
+            "application/json",
+            r#"{"accessJwt":"tok-123","did":"did:plc:x"}"#,
+        ),
+    );
+    server.set(
+        "/xrpc/app.bsky.feed.searchPosts?q=7pay&limit=100&sort=latest",
+        Response {
+            require_header: Some("authorization: Bearer tok-123".into()),
+            ..Response::ok("application/json", r#"{"posts":[{"uri":"at://did:plc:y/app.bsky.feed.post/3kq","author":{"handle":"bob.bsky.social"},"record":{"text":"7payこわい","createdAt":"2019-07-03T11:00:00+09:00"}}]}"#)
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("KIZASHI_TEST_BSKY_PASSWORD", "s3cret-app-pw");
+    let toml = format!(
+        "bind = \"127.0.0.1:0\"\ndata_dir = {:?}\n[crawl]\nallow_private_networks = true\nper_host_interval_ms = 1\n\
+         [[sources]]\nname = \"misskey\"\nkind = \"misskey\"\nurl = \"{b}/api/notes/search\"\nquery = \"7pay\"\nschedule = \"0 0 0 1 1 *\"\nitem_kind = \"social\"\n\
+         [[sources]]\nname = \"bsky\"\nkind = \"bluesky\"\nurl = \"{b}\"\nquery = \"7pay\"\nidentifier = \"kizashi.bsky.social\"\napp_password_env = \"KIZASHI_TEST_BSKY_PASSWORD\"\nschedule = \"0 0 0 1 1 *\"\nitem_kind = \"social\"\n",
+        dir.path().display().to_string()
+    );
+    let settings =
+        kizashi::config::Settings::from_sources(Some(("t.toml", &toml)), std::iter::empty())
+            .unwrap();
+    assert!(
+        !format!("{settings:?}").contains("s3cret-app-pw"),
+        "the password never appears in debug output"
+    );
+    let app = spawn_app_with(settings, Some(dir)).await;
+    let s = crawl(&app).await;
+    assert_eq!(s["misskey"]["new_items"], 1, "{:?}", s["misskey"]);
+    assert_eq!(
+        s["bsky"]["new_items"],
+        1,
+        "{:?} {:?}",
+        s["bsky"],
+        server.requests.lock().unwrap()
+    );
+    let requests = server.requests.lock().unwrap().clone();
+    let search = requests
+        .iter()
+        .find(|r| r.starts_with("POST /api/notes/search"))
+        .unwrap();
+    assert!(search.contains(r#""query":"7pay""#), "{search}");
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.contains("createSession"))
+            .count(),
+        1
+    );
+    // A second crawl reuses the session.
+    crawl(&app).await;
+    assert_eq!(
+        server
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.contains("createSession"))
+            .count(),
+        1
+    );
+    app.wait_indexed().await;
+    let (_, body) = app.get_json("/api/search?kind=social&service=7pay").await;
+    assert_eq!(body["total"], 2, "{body}");
+    let urls: Vec<&str> = body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["url"].as_str().unwrap())
+        .collect();
+    assert!(urls.contains(&"https://bsky.app/profile/bob.bsky.social/post/3kq"));
+    assert!(urls.iter().any(|u| u.ends_with("/notes/9x1")));
+    let sources_json = serde_json::to_string(
+        &kizashi::jobs::source_statuses(&app.state.store, crate::test_now())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(!sources_json.contains("s3cret-app-pw"));
+}

@@ -185,6 +185,8 @@ pub struct Response {
     pub delay_ms: u64,
     /// Send the body one byte at a time with this pause between bytes (a slow-drip server).
     pub drip_ms: u64,
+    /// Answer 401 unless the request carries this header line (name: value, exact).
+    pub require_header: Option<String>,
 }
 
 impl Response {
@@ -217,6 +219,8 @@ pub struct FixtureServer {
     routes: Arc<Mutex<HashMap<String, Response>>>,
     pub hits: Arc<Mutex<HashMap<String, usize>>>,
     pub arrivals: Arc<Mutex<Vec<(String, std::time::Instant)>>>,
+    /// Every request as received: head and body.
+    pub requests: Arc<Mutex<Vec<String>>>,
     pub not_modified: Arc<AtomicUsize>,
 }
 
@@ -236,6 +240,8 @@ impl FixtureServer {
         let routes: Arc<Mutex<HashMap<String, Response>>> = Arc::default();
         let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let arrivals: Arc<Mutex<Vec<(String, std::time::Instant)>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let rq = requests.clone();
         let not_modified = Arc::new(AtomicUsize::new(0));
         let (r, h, a, nm) = (
             routes.clone(),
@@ -248,7 +254,8 @@ impl FixtureServer {
                 let Ok((mut sock, _)) = listener.accept().await else {
                     return;
                 };
-                let (routes, hits, arrivals, nm) = (r.clone(), h.clone(), a.clone(), nm.clone());
+                let (routes, hits, arrivals, nm, requests) =
+                    (r.clone(), h.clone(), a.clone(), nm.clone(), rq.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
@@ -258,7 +265,23 @@ impl FixtureServer {
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         }
                     }
+                    let head_len = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let content_length = String::from_utf8_lossy(&buf[..head_len])
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < head_len + content_length {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
                     let head = String::from_utf8_lossy(&buf).to_string();
+                    requests.lock().unwrap().push(head.clone());
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
                     let inm = head.lines().find_map(|l| {
                         l.to_ascii_lowercase()
@@ -275,6 +298,12 @@ impl FixtureServer {
                         let _ = sock.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
                         return;
                     };
+                    if let Some(required) = &r.require_header {
+                        if !head.lines().any(|l| l.eq_ignore_ascii_case(required)) {
+                            let _ = sock.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+                            return;
+                        }
+                    }
                     if r.delay_ms > 0 {
                         tokio::time::sleep(std::time::Duration::from_millis(r.delay_ms)).await;
                     }
@@ -318,6 +347,7 @@ impl FixtureServer {
             routes,
             hits,
             arrivals,
+            requests,
             not_modified,
         }
     }
