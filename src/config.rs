@@ -95,6 +95,8 @@ struct RawSource {
     #[serde(default)]
     query: Option<String>,
     #[serde(default)]
+    fetch_article: bool,
+    #[serde(default)]
     identifier: Option<String>,
     #[serde(default)]
     app_password: Option<String>,
@@ -223,6 +225,8 @@ pub struct SourceConfig {
     pub retention_days: Option<u32>,
     /// Search query of Misskey and Bluesky sources.
     pub query: Option<String>,
+    /// Fetch each new item's page and keep its main text (robots.txt honoured).
+    pub fetch_article: bool,
     /// Bluesky sign-in (from the config or the environment variable it names).
     pub credentials: Option<Credentials>,
 }
@@ -398,6 +402,7 @@ impl Settings {
                     other => other,
                 },
                 query: s.query.clone().filter(|q| !q.trim().is_empty()),
+                fetch_article: s.fetch_article,
                 credentials: match (&s.identifier, &s.app_password, &s.app_password_env) {
                     (None, None, None) => None,
                     (Some(id), Some(pw), None) => Some(Credentials {

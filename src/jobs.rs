@@ -106,7 +106,10 @@ pub async fn crawl_source(state: &AppState, source: &SourceRow) -> CrawlSummary 
             });
             record.body_hash = Some(body_hash);
             match parse_feed(&bytes, content_type.as_deref(), &ctx) {
-                Ok(parsed) => {
+                Ok(mut parsed) => {
+                    if source.fetch_article {
+                        enrich_with_articles(state, &mut parsed.items).await;
+                    }
                     summary.seen_items = parsed.items.len() as u64;
                     summary.charset = Some(parsed.charset.to_string());
                     match state.pipeline.ingest(&state.store, parsed.items, now).await {
@@ -176,6 +179,25 @@ pub async fn crawl_source(state: &AppState, source: &SourceRow) -> CrawlSummary 
         tracing::info!(source = %source.name, new = summary.new_items, seen = summary.seen_items, "crawled");
     }
     summary
+}
+
+/// Replaces the feed's summary of each item not stored yet by the main text of its page, when
+/// robots.txt allows the fetch and the page says more. A failed page keeps the summary.
+async fn enrich_with_articles(state: &AppState, items: &mut [crate::domain::RawItem]) {
+    for item in items.iter_mut() {
+        let Some(url) = crate::pipeline::canonical_url(&item.url) else {
+            continue;
+        };
+        let identity = crate::pipeline::identity(item, &url);
+        if state.store.has_identity(&identity).await.unwrap_or(true) {
+            continue;
+        }
+        match state.http.fetch_article(&item.url).await {
+            Ok(Some(a)) if a.text.chars().count() > item.body.chars().count() => item.body = a.text,
+            Ok(_) => {}
+            Err(e) => tracing::debug!(url = %item.url, error = %e, "article not fetched"),
+        }
+    }
 }
 
 /// Crawls every enabled source once, at most `crawl.concurrency` at a time.

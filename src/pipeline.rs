@@ -61,10 +61,7 @@ impl Pipeline {
         let analysis = self
             .classifier
             .classify(&[(&raw.title, &title_tokens), (&raw.body, &body_tokens)]);
-        let identity = match &raw.guid {
-            Some(g) => format!("g:{}:{}", raw.source, g),
-            None => format!("u:{url}"),
-        };
+        let identity = identity(&raw, &url);
         let mut h = Sha256::new();
         for part in [
             &raw.title,
@@ -193,6 +190,14 @@ pub fn minhash_bands(sig: &[u64; MINHASH_LEN]) -> [i64; MINHASH_BANDS] {
         let (x, y) = (sig[2 * b], sig[2 * b + 1]);
         (x.rotate_left(17) ^ y.wrapping_mul(0x9E3779B97F4A7C15)) as i64
     })
+}
+
+/// An item's identity: (source, guid) when the source gave a guid, else its canonical URL.
+pub fn identity(raw: &RawItem, canonical: &str) -> String {
+    match &raw.guid {
+        Some(g) => format!("g:{}:{}", raw.source, g),
+        None => format!("u:{canonical}"),
+    }
 }
 
 /// Hex SHA-256 of some bytes, shortened to 128 bits (content and body hashes).

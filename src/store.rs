@@ -121,6 +121,7 @@ pub struct SourceRow {
     pub body_hash: Option<String>,
     pub body_changed_at: Option<i64>,
     pub query: Option<String>,
+    pub fetch_article: bool,
 }
 
 /// What a fetch of a source ended with.
@@ -260,7 +261,7 @@ impl Store {
             "SELECT id, name, kind, url, schedule, item_kind, enabled, last_fetch_at, last_status,
                     last_error, etag, last_modified, new_items, seen_items, timezone,
                     retention_days, failures, backoff_until, charset_decision, body_hash,
-                    body_changed_at, query
+                    body_changed_at, query, fetch_article
              FROM sources ORDER BY name",
         )
         .fetch_all(&self.pool)
@@ -290,6 +291,7 @@ impl Store {
                 body_hash: r.get(19),
                 body_changed_at: r.get(20),
                 query: r.get(21),
+                fetch_article: r.get::<i64, _>(22) != 0,
             })
             .collect())
     }
@@ -713,6 +715,15 @@ impl Store {
         Ok(a.zip(b))
     }
 
+    /// Whether an item with this identity is stored.
+    pub async fn has_identity(&self, identity: &str) -> Result<bool> {
+        Ok(sqlx::query("SELECT 1 FROM items WHERE identity = $1")
+            .bind(identity)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
     /// The near-duplicate group of the item with this canonical URL.
     pub async fn dup_group_of(&self, url: &str) -> Result<Option<i64>> {
         Ok(sqlx::query("SELECT dup_group FROM items WHERE url = $1")
@@ -768,8 +779,8 @@ async fn insert_source(
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO sources (name, kind, url, schedule, item_kind, enabled, created_at, timezone,
-                              retention_days, query)
-         VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING",
+                              retention_days, query, fetch_article)
+         VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $9, $10) ON CONFLICT (name) DO NOTHING",
     )
     .bind(s.name.as_str())
     .bind(s.kind.as_str())
@@ -780,6 +791,7 @@ async fn insert_source(
     .bind(s.timezone.name())
     .bind(s.retention_days.map(i64::from))
     .bind(&s.query)
+    .bind(i64::from(s.fetch_article))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -24,6 +24,8 @@ CREATE TABLE sources (
     seen_items    BIGINT NOT NULL DEFAULT 0,
     timezone      TEXT NOT NULL DEFAULT 'Asia/Tokyo',
     query         TEXT,
+    -- fetch each new item's page and keep its main text (robots.txt honoured)
+    fetch_article INTEGER NOT NULL DEFAULT 0,
     retention_days BIGINT,
     -- consecutive failures and the time before which the source is not fetched again
     failures      BIGINT NOT NULL DEFAULT 0,

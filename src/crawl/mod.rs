@@ -131,7 +131,23 @@ pub struct HttpClient {
     per_host: DefaultKeyedRateLimiter<String>,
     /// Bluesky access tokens by (service, identifier); refreshed when refused.
     sessions: tokio::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// robots.txt per origin, with the time it was fetched (kept for a day).
+    robots:
+        tokio::sync::Mutex<std::collections::HashMap<String, (RobotsRules, std::time::Instant)>>,
 }
+
+/// What an origin's robots.txt allows us (RFC 9309: a missing file allows everything, an
+/// unreachable one — 5xx or no answer — allows nothing for now).
+#[derive(Clone)]
+enum RobotsRules {
+    AllowAll,
+    DisallowAll,
+    Rules(Arc<texting_robots::Robot>),
+}
+
+/// The robots.txt product token we match.
+const ROBOTS_AGENT: &str = "kizashi";
+const ROBOTS_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// What to fetch for one source.
 pub struct SourceRequest<'a> {
@@ -190,7 +206,69 @@ impl HttpClient {
             allow_private,
             per_host: RateLimiter::keyed(quota),
             sessions: Default::default(),
+            robots: Default::default(),
         })
+    }
+
+    /// Whether robots.txt of `url`'s origin lets us fetch it (fetched once a day per origin).
+    pub async fn robots_allowed(&self, url: &str) -> bool {
+        let Ok(parsed) = url::Url::parse(url) else {
+            return false;
+        };
+        let origin = parsed.origin().ascii_serialization();
+        let cached = self
+            .robots
+            .lock()
+            .await
+            .get(&origin)
+            .filter(|(_, at)| at.elapsed() < ROBOTS_TTL)
+            .map(|(r, _)| r.clone());
+        let rules = match cached {
+            Some(r) => r,
+            None => {
+                let rules = match self
+                    .fetch(&format!("{origin}/robots.txt"), None, None)
+                    .await
+                {
+                    Ok(Fetched::Body { bytes, .. }) => {
+                        match texting_robots::Robot::new(ROBOTS_AGENT, &bytes) {
+                            Ok(robot) => RobotsRules::Rules(Arc::new(robot)),
+                            Err(_) => RobotsRules::AllowAll,
+                        }
+                    }
+                    Ok(Fetched::NotModified) => RobotsRules::AllowAll,
+                    Err(CrawlError::Status { status, .. }) if (400..500).contains(&status) => {
+                        RobotsRules::AllowAll
+                    }
+                    Err(_) => RobotsRules::DisallowAll,
+                };
+                self.robots
+                    .lock()
+                    .await
+                    .insert(origin, (rules.clone(), std::time::Instant::now()));
+                rules
+            }
+        };
+        match rules {
+            RobotsRules::AllowAll => true,
+            RobotsRules::DisallowAll => false,
+            RobotsRules::Rules(robot) => robot.allowed(url),
+        }
+    }
+
+    /// Fetches an article page and extracts its main text, if robots.txt allows it.
+    pub async fn fetch_article(&self, url: &str) -> Result<Option<article::Article>, CrawlError> {
+        if !self.robots_allowed(url).await {
+            return Ok(None);
+        }
+        match self.fetch(url, None, None).await? {
+            Fetched::Body {
+                bytes,
+                content_type,
+                ..
+            } => Ok(Some(article::extract(&bytes, content_type.as_deref()))),
+            Fetched::NotModified => Ok(None),
+        }
     }
 
     /// Fetches a source the way its kind requires.

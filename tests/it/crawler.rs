@@ -376,3 +376,118 @@ async fn misskey_and_bluesky_searches_with_sign_in() {
     .unwrap();
     assert!(!sources_json.contains("s3cret-app-pw"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn article_pages_are_fetched_when_robots_txt_allows() {
+    let server = FixtureServer::start().await;
+    let b = server.base.clone();
+    let feed = format!(
+        "<rss version=\"2.0\"><channel><title>t</title>\
+         <item><title>許可された記事</title><link>{b}/news/1</link><description>要約のみ</description></item>\
+         <item><title>禁止された記事</title><link>{b}/private/2</link><description>要約のみ</description></item>\
+         </channel></rss>"
+    );
+    server.set("/feed.xml", Response::ok("application/rss+xml", feed));
+    server.set(
+        "/robots.txt",
+        Response::ok("text/plain", "User-agent: *\nDisallow: /private/\n"),
+    );
+    let page = |t: &str| {
+        format!("<html><head><title>{t}</title></head><body><nav><p>メニュー</p></nav><article><p>7payの不正利用について、同社は二段階認証を導入すると発表した。</p><p>被害は全額補償する。</p></article></body></html>")
+    };
+    server.set(
+        "/news/1",
+        Response::ok("text/html; charset=utf-8", page("1")),
+    );
+    server.set(
+        "/private/2",
+        Response::ok("text/html; charset=utf-8", page("2")),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "bind = \"127.0.0.1:0\"\ndata_dir = {:?}\n[crawl]\nallow_private_networks = true\nper_host_interval_ms = 1\n\
+         [[sources]]\nname = \"articles\"\nurl = \"{b}/feed.xml\"\nfetch_article = true\nschedule = \"0 0 0 1 1 *\"\n",
+        dir.path().display().to_string()
+    );
+    let settings =
+        kizashi::config::Settings::from_sources(Some(("t.toml", &toml)), std::iter::empty())
+            .unwrap();
+    let app = spawn_app_with(settings, Some(dir)).await;
+    let s = crawl(&app).await;
+    assert_eq!(s["articles"]["new_items"], 2);
+    assert_eq!(
+        server.hits.lock().unwrap().get("/private/2"),
+        None,
+        "robots.txt disallows it"
+    );
+    assert_eq!(server.hits.lock().unwrap().get("/robots.txt"), Some(&1));
+    app.wait_indexed().await;
+    let (_, body) = app
+        .get_json(&format!("/api/search?q={}", crate::enc("二段階認証")))
+        .await;
+    assert_eq!(
+        body["total"], 1,
+        "only the allowed page's text was stored: {body}"
+    );
+    assert_eq!(body["hits"][0]["title"], "許可された記事");
+    // Known items are not fetched again.
+    crawl(&app).await;
+    assert_eq!(server.hits.lock().unwrap().get("/news/1"), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_update_in_place_and_stale_feeds_are_flagged() {
+    let server = FixtureServer::start().await;
+    let feed = |body: &str| {
+        format!("<rss version=\"2.0\"><channel><title>t</title><item><guid>a1</guid><title>PayPayの障害</title><link>https://example.jp/a1</link><description>{body}</description></item></channel></rss>")
+    };
+    server.set(
+        "/f.xml",
+        Response::ok("application/rss+xml", feed("決済できない状態が続いた")),
+    );
+    let url = format!("{}/f.xml", server.base);
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(
+        test_settings_with(
+            dir.path(),
+            "allow_private_networks = true\nper_host_interval_ms = 1\nstale_after_hours = 24\n",
+            &[("f", &url, "news")],
+        ),
+        Some(dir),
+    )
+    .await;
+    assert_eq!(crawl(&app).await["f"]["new_items"], 1);
+    // The publisher edits the item: same guid, new text — updated in place, searchable anew.
+    server.set(
+        "/f.xml",
+        Response::ok("application/rss+xml", feed("現在は復旧している")),
+    );
+    let s = crawl(&app).await;
+    assert_eq!(
+        (
+            s["f"]["new_items"].as_u64(),
+            s["f"]["updated_items"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
+    assert_eq!(app.state.store.item_count().await.unwrap(), 1);
+    app.wait_indexed().await;
+    let (_, body) = app
+        .get_json(&format!("/api/search?q={}", crate::enc("復旧")))
+        .await;
+    assert_eq!(body["total"], 1);
+    let (_, body) = app
+        .get_json(&format!("/api/search?q={}", crate::enc("決済できない")))
+        .await;
+    assert_eq!(body["total"], 0, "the old text left the index");
+    // Same bytes a day and more later: alive but stale.
+    assert_eq!(s["f"]["stale"], false);
+    app.clock
+        .set(crate::test_now() + chrono::Duration::hours(25));
+    let s = crawl(&app).await;
+    assert_eq!(s["f"]["stale"], true, "{:?}", s["f"]);
+    assert!(s["f"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("has not changed"));
+}

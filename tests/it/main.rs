@@ -4,6 +4,7 @@ mod corpus;
 mod crawler;
 mod fixtures;
 mod flow;
+mod fuzz;
 
 use kizashi::app::{AppState, Application};
 use kizashi::clock::ManualClock;
