@@ -253,6 +253,7 @@ fn parse_import_line(line: &str) -> Result<RawItem, String> {
         published_at: Some(published.with_timezone(&chrono::Utc)),
         author: l.author.filter(|a| !a.trim().is_empty()),
         kind: ItemKind::parse(&l.kind)?,
+        bookmarks: None,
     })
 }
 

@@ -142,6 +142,8 @@ pub struct RawItem {
     pub published_at: Option<DateTime<Utc>>,
     pub author: Option<String>,
     pub kind: ItemKind,
+    /// Engagement the source reports, e.g. Hatena Bookmark's bookmark count.
+    pub bookmarks: Option<i64>,
 }
 
 /// Evidence that a category applies: the lexicon terms found in the text.

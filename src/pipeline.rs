@@ -72,6 +72,8 @@ impl Pipeline {
             h.update(part.as_bytes());
             h.update([0]);
         }
+        // A changed bookmark count is an update too: the stored count stays current.
+        h.update(raw.bookmarks.unwrap_or(-1).to_le_bytes());
         h.update(
             raw.published_at
                 .map(|t| t.timestamp_millis())
@@ -98,6 +100,7 @@ impl Pipeline {
             body: raw.body,
             author: raw.author,
             kind: raw.kind,
+            bookmarks: raw.bookmarks,
             published_at: raw.published_at,
             content_hash,
             analysis,

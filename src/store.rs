@@ -48,6 +48,7 @@ pub struct NewItem {
     pub body: String,
     pub author: Option<String>,
     pub kind: ItemKind,
+    pub bookmarks: Option<i64>,
     /// The source's date, if any (clamped here against first seen).
     pub published_at: Option<DateTime<Utc>>,
     pub content_hash: String,
@@ -438,7 +439,8 @@ impl Store {
                         "UPDATE items SET url = $1, title = $2, body = $3, author = $4, kind = $5,
                             published_at = $6, date_quality = $7, content_hash = $8,
                             sentiment_label = $9, sentiment_score = $10, analysis = $11,
-                            tokens = $12, analysis_version = $13, updated_at = $14, guid = $15
+                            tokens = $12, analysis_version = $13, updated_at = $14, guid = $15,
+                            bookmarks = $17
                          WHERE id = $16",
                     )
                     .bind(&item.url)
@@ -457,6 +459,7 @@ impl Store {
                     .bind(ms(now))
                     .bind(&item.guid)
                     .bind(id)
+                    .bind(item.bookmarks)
                     .execute(&mut *tx)
                     .await?;
                     sqlx::query("DELETE FROM item_services WHERE item_id = $1")
@@ -489,9 +492,9 @@ impl Store {
                             published_at, first_seen_at, date_quality, content_hash,
                             sentiment_label, sentiment_score, analysis, tokens, analysis_version,
                             updated_at, minhash, mh_b0, mh_b1, mh_b2, mh_b3, mh_b4, mh_b5, mh_b6,
-                            mh_b7, dup_group)
+                            mh_b7, dup_group, bookmarks)
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                            $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)
+                            $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)
                          RETURNING id",
                     )
                     .bind(&item.identity)
@@ -522,6 +525,7 @@ impl Store {
                     .bind(band(6))
                     .bind(band(7))
                     .bind(dup_of)
+                    .bind(item.bookmarks)
                     .fetch_one(&mut *tx)
                     .await?
                     .get(0);

@@ -52,6 +52,7 @@ CREATE TABLE items (
     title            TEXT NOT NULL,
     body             TEXT NOT NULL,
     author           TEXT,
+    bookmarks        BIGINT,
     kind             TEXT NOT NULL,
     published_at     BIGINT NOT NULL,
     first_seen_at    BIGINT NOT NULL,

@@ -78,9 +78,11 @@ pub fn parse_feed(
             }
         }
     };
+    let bookmarks = hatena_bookmarks(&cleaned);
     let mut items = Vec::new();
     for entry in feed.entries {
-        if let Some(item) = entry_to_item(entry, source, item_kind, ctx.url) {
+        if let Some(mut item) = entry_to_item(entry, source, item_kind, ctx.url) {
+            item.bookmarks = bookmarks.get(&item.url).copied();
             items.push(item);
         }
     }
@@ -153,7 +155,33 @@ fn entry_to_item(
             .map(|a| a.name.trim().to_string())
             .filter(|a| !a.is_empty()),
         kind: item_kind,
+        bookmarks: None,
     })
+}
+
+/// Hatena Bookmark RSS carries `<hatena:bookmarkcount>` per item, which feed parsers drop:
+/// read it from the raw document by the item's link.
+fn hatena_bookmarks(text: &str) -> std::collections::HashMap<String, i64> {
+    let mut out = std::collections::HashMap::new();
+    if !text.contains("hatena:bookmarkcount") {
+        return out;
+    }
+    for chunk in text.split("<item").skip(1) {
+        let between = |open: &str, close: &str| {
+            let start = chunk.find(open)? + open.len();
+            let end = chunk[start..].find(close)? + start;
+            Some(chunk[start..end].trim().to_string())
+        };
+        if let (Some(link), Some(count)) = (
+            between("<link>", "</link>"),
+            between("<hatena:bookmarkcount>", "</hatena:bookmarkcount>"),
+        ) {
+            if let Ok(n) = count.parse::<i64>() {
+                out.insert(html_escape::decode_html_entities(&link).into_owned(), n);
+            }
+        }
+    }
+    out
 }
 
 fn looks_like_html(text: &str) -> bool {
@@ -463,6 +491,17 @@ mod tests {
         // Channel only, cut inside a comment: accepted with no items.
         let channel_only = "<rss version=\"2.0\"><channel><title>t</title><!-- error -->";
         assert_eq!(items(channel_only).len(), 0);
+    }
+
+    #[test]
+    fn hatena_bookmark_counts_are_kept() {
+        let xml = r#"<?xml version="1.0"?><rdf:RDF xmlns="http://purl.org/rss/1.0/" xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns:hatena="http://www.hatena.ne.jp/info/xmlns#">
+            <channel rdf:about="https://b.hatena.ne.jp/"><title>t</title><link>https://b.hatena.ne.jp/</link><description>d</description></channel>
+            <item rdf:about="https://e.jp/7pay?a=1&amp;b=2"><title>7pay</title><link>https://e.jp/7pay?a=1&amp;b=2</link><hatena:bookmarkcount>1234</hatena:bookmarkcount></item>
+            <item rdf:about="https://e.jp/x"><title>x</title><link>https://e.jp/x</link></item></rdf:RDF>"#;
+        let it = items(xml);
+        assert_eq!(it[0].bookmarks, Some(1234));
+        assert_eq!(it[1].bookmarks, None);
     }
 
     #[test]

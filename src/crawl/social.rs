@@ -45,6 +45,7 @@ pub fn parse_json(text: &str, ctx: &SourceCtx<'_>) -> Result<Vec<RawItem>, Crawl
                         .map(|a| a.name.clone())
                         .filter(|a| !a.is_empty()),
                     kind: ctx.item_kind,
+                    bookmarks: None,
                 })
             })
             .collect());
@@ -116,6 +117,7 @@ fn mastodon_status(s: &Value, ctx: &SourceCtx<'_>) -> Option<RawItem> {
         published_at: str_of(s, &["created_at"]).and_then(|d| parse_date(d, ctx.tz)),
         author: str_of(s, &["account", "acct"]).map(String::from),
         kind: social(ctx),
+        bookmarks: None,
     })
 }
 
@@ -145,6 +147,7 @@ fn misskey_note(n: &Value, ctx: &SourceCtx<'_>) -> Option<RawItem> {
         published_at: str_of(n, &["createdAt"]).and_then(|d| parse_date(d, ctx.tz)),
         author: str_of(n, &["user", "username"]).map(String::from),
         kind: social(ctx),
+        bookmarks: None,
     })
 }
 
@@ -163,6 +166,7 @@ fn bluesky_post(p: &Value, ctx: &SourceCtx<'_>) -> Option<RawItem> {
             .and_then(|d| parse_date(d, ctx.tz)),
         author: Some(handle.to_string()),
         kind: social(ctx),
+        bookmarks: None,
     })
 }
 
