@@ -41,6 +41,19 @@ enum Command {
     Analyze,
     /// Ask the server to rebuild the search index from the database.
     Reindex,
+    /// Score the analyzer on a labeled set: accuracy and macro-F1 (3 classes, and positive vs
+    /// negative), evidence overlap with gold spans.
+    Eval {
+        /// The labeled TSV.
+        #[arg(long, default_value = "tests/eval/sentences.tsv")]
+        file: PathBuf,
+        /// dev, test or all.
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// Also list the rows the analyzer got wrong.
+        #[arg(long)]
+        errors: bool,
+    },
     /// Show every source with its crawl state.
     Sources {
         /// Print a JSON array instead of a table.
@@ -143,6 +156,54 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
                 writeln!(out, "{}", serde_json::to_string(&v)?)?;
             }
             out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval { file, split, errors } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let rows = crate::evaluate::parse_tsv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let rows: Vec<_> = rows.into_iter().filter(|r| split == "all" || r.split == split).collect();
+            if rows.is_empty() {
+                anyhow::bail!("no rows in split {split:?} (use dev, test or all)");
+            }
+            let dicts = crate::app::load_dictionaries(&settings)?;
+            let pipeline = crate::pipeline::Pipeline::new(&dicts)?;
+            let mut pairs = Vec::new();
+            let (mut with_gold, mut overlapping) = (0, 0);
+            for r in &rows {
+                let a = pipeline.analyze_text(&r.text)?;
+                let predicted = match &r.target {
+                    Some(t) => a.targets.iter().find(|x| &x.service == t).map(|x| x.label).unwrap_or(a.sentiment.label),
+                    None => a.sentiment.label,
+                };
+                pairs.push((r.label, predicted));
+                if !r.evidence.is_empty() && predicted == r.label {
+                    with_gold += 1;
+                    if crate::evaluate::evidence_overlaps(&a.sentiment.evidence, &r.evidence) {
+                        overlapping += 1;
+                    }
+                }
+                if errors && predicted != r.label {
+                    println!(
+                        "{}\t{}\tgold={}\tgot={}\t{:+.2}\t{}\t{:?}",
+                        r.id,
+                        r.style,
+                        r.label.as_str(),
+                        predicted.as_str(),
+                        a.sentiment.score,
+                        r.text,
+                        a.sentiment.evidence
+                    );
+                }
+            }
+            let scores = crate::evaluate::score(&pairs);
+            println!(
+                "{}",
+                serde_json::json!({
+                    "split": split,
+                    "scores": scores,
+                    "evidence_overlap": { "rows": with_gold, "overlapping": overlapping },
+                })
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Sources { json } => {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod crawl;
 pub mod dictionaries;
 pub mod domain;
+pub mod evaluate;
 pub mod jobs;
 pub mod pipeline;
 pub mod search;
