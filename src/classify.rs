@@ -11,7 +11,7 @@ use crate::text::{Analyzer, TextError, Token};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Bump when lexicons, aliases or rules change meaning, so stored items can be rescored.
-pub const ANALYSIS_VERSION: i64 = 1;
+pub const ANALYSIS_VERSION: i64 = 2;
 
 struct ServiceMatcher {
     slug: String,
@@ -32,6 +32,23 @@ pub struct Classifier {
     polarity: HashMap<String, f64>,
     /// lexicon terms that span several tokens, matched on the compact form
     polarity_phrases: Vec<(String, f64)>,
+    /// single-token terms by katakana reading, for words written in kana (こわい → 怖い)
+    by_reading: HashMap<String, f64>,
+}
+
+fn is_kana(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| matches!(c, 'ぁ'..='ゖ' | 'ァ'..='ヺ' | 'ー'))
+}
+
+fn to_katakana(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            'ぁ'..='ゖ' => char::from_u32(c as u32 + 0x60).unwrap_or(c),
+            other => other,
+        })
+        .collect()
 }
 
 /// One sentence of analyzed text, in compact form with its token boundaries.
@@ -40,6 +57,10 @@ struct Sentence<'a> {
     compact: String,
     /// byte offset in `compact` where each token starts; the last entry is `compact.len()`
     bounds: Vec<usize>,
+    /// The sentence's original text, symbols and emoji included.
+    raw: String,
+    /// Ends with a question mark or a question particle.
+    question: bool,
 }
 
 impl Sentence<'_> {
@@ -79,33 +100,42 @@ fn sentences<'a>(parts: &[(&str, &'a [Token])]) -> Vec<Sentence<'a>> {
     let mut out = Vec::new();
     for (text, tokens) in parts {
         let mut current: Vec<&Token> = Vec::new();
+        let mut start: Option<usize> = None;
         let mut prev_end: Option<usize> = None;
+        let mut flush = |current: &mut Vec<&'a Token>, start: &mut Option<usize>, end: usize| {
+            if !current.is_empty() {
+                let raw = start
+                    .and_then(|s| text.get(s..end))
+                    .unwrap_or("")
+                    .to_string();
+                out.push(build_sentence(std::mem::take(current), raw));
+            }
+            current.clear();
+            *start = None;
+        };
         for t in tokens.iter() {
             let gap_has_newline = prev_end
                 .and_then(|p| text.get(p..t.start))
                 .is_some_and(|gap| gap.contains('\n'));
-            if gap_has_newline && !current.is_empty() {
-                out.push(build_sentence(std::mem::take(&mut current)));
+            if gap_has_newline {
+                flush(&mut current, &mut start, prev_end.unwrap_or(t.start));
             }
+            start.get_or_insert(t.start);
             prev_end = Some(t.end);
             if is_sentence_end(t) {
-                if !current.is_empty() {
-                    out.push(build_sentence(std::mem::take(&mut current)));
-                }
+                flush(&mut current, &mut start, t.end);
                 continue;
             }
             if !t.is_symbol() {
                 current.push(t);
             }
         }
-        if !current.is_empty() {
-            out.push(build_sentence(current));
-        }
+        flush(&mut current, &mut start, text.len());
     }
     out
 }
 
-fn build_sentence(tokens: Vec<&Token>) -> Sentence<'_> {
+fn build_sentence(tokens: Vec<&Token>, raw: String) -> Sentence<'_> {
     let mut compact = String::new();
     let mut bounds = Vec::with_capacity(tokens.len() + 1);
     for t in &tokens {
@@ -113,18 +143,285 @@ fn build_sentence(tokens: Vec<&Token>) -> Sentence<'_> {
         compact.push_str(&t.text);
     }
     bounds.push(compact.len());
+    let trimmed = raw.trim_end_matches(|c: char| {
+        c.is_whitespace() || matches!(c, '。' | '.' | '…' | '!' | '！' | 'w' | 'ｗ' | '笑' | '草')
+    });
+    let question = trimmed.ends_with(['?', '？', '⁉'])
+        || tokens.last().is_some_and(|t| {
+            matches!(t.text.as_str(), "か" | "かな" | "かね" | "かしら")
+                && t.pos.starts_with("助詞")
+        });
     Sentence {
         tokens,
         compact,
         bounds,
+        raw,
+        question,
     }
 }
 
-/// A polar word found in a sentence.
+/// A polar word found in a sentence, after the rules.
 struct PolarHit {
+    /// Index of the hit's last token in the sentence.
     token: usize,
     score: f64,
     evidence: String,
+}
+
+/// Words that strengthen the polar word right after them.
+const INTENSIFIERS: &[&str] = &[
+    "すごい",
+    "すごく",
+    "すげー",
+    "すっごく",
+    "めっちゃ",
+    "めちゃ",
+    "めちゃくちゃ",
+    "超",
+    "マジ",
+    "まじ",
+    "本当に",
+    "ほんと",
+    "ほんとに",
+    "完全",
+    "完全に",
+    "とても",
+    "非常",
+    "非常に",
+    "かなり",
+    "大変",
+    "極めて",
+    "相当",
+    "激しく",
+    "鬼",
+    "最も",
+    "一番",
+    "本当",
+];
+/// Words that soften the polar word right after them.
+const SOFTENERS: &[&str] = &[
+    "ちょっと",
+    "少し",
+    "やや",
+    "若干",
+    "多少",
+    "少々",
+    "ちょい",
+    "微妙に",
+    "いまいち",
+];
+/// Conjunctions after which the later clause carries the stance (〜けど, 〜が, 〜のに …).
+const CONTRAST_PARTICLES: &[&str] = &[
+    "けど",
+    "けれど",
+    "けれども",
+    "のに",
+    "ものの",
+    "が",
+    "だけど",
+    "ながら",
+];
+/// Clause-initial contrastive conjunctions.
+const CONTRAST_CONJUNCTIONS: &[&str] = &[
+    "しかし",
+    "でも",
+    "だが",
+    "ただ",
+    "とはいえ",
+    "だけど",
+    "けど",
+    "ところが",
+    "一方",
+];
+/// Safeguards whose absence is itself bad news (「二段階認証もない」).
+const SAFEGUARDS: &[&str] = &[
+    "二段階認証",
+    "2段階認証",
+    "二要素認証",
+    "本人認証",
+    "3dセキュア",
+    "セキュリティ",
+    "対策",
+    "補償",
+    "説明",
+    "認証",
+    "連絡",
+    "対応",
+    "サポート",
+];
+/// Emoji and kaomoji with a clear stance, matched in the raw sentence.
+const POSITIVE_MARKS: &[&str] = &[
+    "😊",
+    "😄",
+    "😁",
+    "😆",
+    "😍",
+    "🥰",
+    "😋",
+    "👍",
+    "✨",
+    "🎉",
+    "💕",
+    "❤",
+    "♡",
+    "☺",
+    "😀",
+    "🤗",
+    "🙌",
+    "(^^)",
+    "(^_^)",
+    "^^",
+    "(^o^)",
+    "(*^^*)",
+    "(≧▽≦)",
+    "ヽ(^o^)ノ",
+];
+const NEGATIVE_MARKS: &[&str] = &[
+    "😡",
+    "😠",
+    "🤬",
+    "😢",
+    "😭",
+    "😱",
+    "😨",
+    "😰",
+    "💢",
+    "👎",
+    "😞",
+    "😔",
+    "😩",
+    "😫",
+    "🥲",
+    "😤",
+    "orz",
+    "(T_T)",
+    "(;_;)",
+    "(´；ω；`)",
+    "(TT)",
+    "T_T",
+];
+/// Weight of a clause that a later contrast overrides.
+const BEFORE_CONTRAST: f64 = 0.35;
+/// Weight of polar words inside a question that is not rhetorical.
+const IN_QUESTION: f64 = 0.3;
+/// Score of a negated verb in a sentence without evaluative words.
+const VERB_NEGATION: f64 = -0.35;
+/// Extra weight of a sentence's last polar word when there are several.
+const END_FOCUS: f64 = 1.4;
+
+fn is_negator(t: &Token) -> bool {
+    (matches!(t.base.as_str(), "ない" | "ぬ" | "ず" | "ん")
+        && (t.pos.starts_with("助動詞") || t.pos.starts_with("形容詞")))
+        || matches!(t.base.as_str(), "なし" | "無し" | "無い")
+}
+
+/// Verbs that take away what their object is: 「信頼を失う」 is bad although 信頼 is good.
+const LOSS_VERBS: &[&str] = &[
+    "失う",
+    "損なう",
+    "欠く",
+    "裏切る",
+    "なくす",
+    "無くす",
+    "奪う",
+    "揺らぐ",
+    "対象外",
+    "見送り",
+    "見送る",
+    "打ち切り",
+    "打ち切る",
+    "中止",
+    "停止",
+    "終了",
+    "廃止",
+    "撤回",
+];
+/// Rhetorical markers strong enough without a question mark.
+const STRONG_RHETORICAL: &[&str] = &["どの口", "正気", "何回目", "ふざけ"];
+/// Verbs and nouns that stop or undo what precedes them: 「被害を防ぐ」「障害が解消」 is good news.
+const REMEDY_WORDS: &[&str] = &[
+    "防ぐ",
+    "防止",
+    "未然",
+    "阻止",
+    "抑える",
+    "抑止",
+    "減少",
+    "減る",
+    "減らす",
+    "解消",
+    "根絶",
+    "撲滅",
+    "食い止める",
+    "封じる",
+    "検知",
+    "なくす",
+];
+/// Words that make a question rhetorical (a reproach, not a request for information).
+const RHETORICAL: &[&str] = &[
+    "なんで",
+    "どうして",
+    "なぜ",
+    "本気",
+    "正気",
+    "どの口",
+    "何回目",
+    "いつまで",
+    "マジ",
+    "まじ",
+    "ふざけ",
+];
+
+/// Tokens that may stand between a word and the negation or verb that governs it:
+/// particles, auxiliaries, dependent words, adverbs, and する/いる/ある.
+fn is_glue(t: &Token) -> bool {
+    t.pos.starts_with("助詞")
+        || t.pos.starts_with("助動詞")
+        || t.pos.starts_with("副詞")
+        || t.pos.contains("非自立")
+        || t.pos.starts_with("名詞,接尾")
+        || matches!(
+            t.base.as_str(),
+            "する" | "いる" | "ある" | "なる" | "られる" | "れる" | "てる"
+        )
+}
+
+fn is_contrast(t: &Token, at_clause_start: bool) -> bool {
+    (CONTRAST_PARTICLES.contains(&t.text.as_str()) && t.pos.starts_with("助詞,接続助詞"))
+        || t.text == "一方"
+        || (at_clause_start
+            && CONTRAST_CONJUNCTIONS.contains(&t.text.as_str())
+            && t.pos.starts_with("接続詞"))
+}
+
+/// Clause index of each token and each clause's weight: clauses before a contrast weigh less.
+fn clauses(s: &Sentence<'_>) -> (Vec<usize>, Vec<f64>) {
+    let mut of = Vec::with_capacity(s.tokens.len());
+    let mut clause = 0;
+    let mut contrast_after: Vec<bool> = vec![false];
+    for (i, t) in s.tokens.iter().enumerate() {
+        if is_contrast(t, i == 0 || of.last() != Some(&clause)) && i + 1 < s.tokens.len() {
+            if t.pos.starts_with("接続詞") {
+                // 「…。でも…」: the conjunction opens a new clause.
+                contrast_after[clause] = true;
+                clause += 1;
+                contrast_after.push(false);
+                of.push(clause);
+            } else {
+                of.push(clause);
+                contrast_after[clause] = true;
+                clause += 1;
+                contrast_after.push(false);
+            }
+            continue;
+        }
+        of.push(clause);
+    }
+    let weights = contrast_after
+        .iter()
+        .map(|c| if *c { BEFORE_CONTRAST } else { 1.0 })
+        .collect();
+    (of, weights)
 }
 
 impl Classifier {
@@ -159,6 +456,7 @@ impl Classifier {
         }
         let mut polarity = HashMap::new();
         let mut polarity_phrases = Vec::new();
+        let mut by_reading = HashMap::new();
         for (term, score) in &dicts.sentiment {
             let tokens: Vec<Token> = analyzer
                 .tokenize(term)?
@@ -170,116 +468,315 @@ impl Classifier {
                 [one] => {
                     polarity.insert(one.text.clone(), *score);
                     polarity.entry(one.base.clone()).or_insert(*score);
+                    if !one.reading.is_empty() && one.text.chars().count() >= 2 {
+                        by_reading.entry(one.reading.clone()).or_insert(*score);
+                    }
                 }
                 many => {
                     polarity_phrases.push((many.iter().map(|t| t.text.as_str()).collect(), *score))
                 }
             }
         }
+        // Longer phrases first: 「問題ない」 wins over 「問題」.
+        polarity_phrases.sort_by(|a: &(String, f64), b| b.0.len().cmp(&a.0.len()));
         Ok(Self {
             services,
             categories,
             polarity,
             polarity_phrases,
+            by_reading,
         })
     }
 
-    /// Services mentioned in a sentence, in dictionary order.
-    fn services_in(&self, s: &Sentence<'_>) -> Vec<&str> {
-        let mut found = Vec::new();
-        for m in &self.services {
-            let excluded: Vec<(usize, usize)> =
-                m.exclusions.iter().flat_map(|e| s.find_any(e)).collect();
-            let hit = m.aliases.iter().any(|alias| {
-                s.find_aligned(alias).into_iter().any(|(first, last)| {
-                    let (a, b) = (s.bounds[first], s.bounds[last]);
-                    !excluded.iter().any(|&(x, y)| a < y && x < b)
-                })
-            });
-            if hit {
-                found.push(m.slug.as_str());
-            }
-        }
-        found
-    }
-
+    /// Polar words of a sentence with negation, intensifiers, softeners, absent safeguards
+    /// and emoji applied. Longer lexicon phrases win over the words inside them.
     fn polar_hits(&self, s: &Sentence<'_>) -> Vec<PolarHit> {
         let mut hits = Vec::new();
         let mut covered = HashSet::new();
         for (phrase, score) in &self.polarity_phrases {
             for (first, last) in s.find_aligned(phrase) {
+                if (first..last).any(|i| covered.contains(&i)) {
+                    continue;
+                }
                 covered.extend(first..last);
-                hits.push(self.negate(s, last - 1, *score, phrase.clone()));
+                hits.push(self.apply_rules(s, first, last - 1, *score, phrase.clone()));
             }
         }
         for (i, t) in s.tokens.iter().enumerate() {
-            if covered.contains(&i) {
+            if covered.contains(&i) || self.is_modifier_before_polar(s, i) {
                 continue;
             }
             let score = self
                 .polarity
                 .get(&t.text)
-                .or_else(|| self.polarity.get(&t.base));
+                .or_else(|| self.polarity.get(&t.base))
+                .or_else(|| {
+                    // A word written in kana matches its kanji entry by reading (こわい → 怖い).
+                    (is_kana(&t.base) && t.base.chars().count() >= 2)
+                        .then(|| self.by_reading.get(&to_katakana(&t.base)))
+                        .flatten()
+                });
             if let Some(&score) = score {
-                hits.push(self.negate(s, i, score, t.text.clone()));
+                hits.push(self.apply_rules(s, i, i, score, t.text.clone()));
+            } else if SAFEGUARDS.contains(&t.text.as_str()) {
+                // 「二段階認証もない」「補償なし」: a missing safeguard is bad news.
+                let missing = s.tokens[i + 1..]
+                    .iter()
+                    .take(3)
+                    .take_while(|n| is_glue(n) || is_negator(n))
+                    .any(|n| is_negator(n));
+                if missing {
+                    hits.push(PolarHit {
+                        token: i,
+                        score: -0.7,
+                        evidence: format!("{}+否定", t.text),
+                    });
+                }
+            }
+        }
+        if hits.is_empty() {
+            // No evaluative word, but a verb is negated: 「読めない」「届かない」「表示されない」 —
+            // in posts about services, something that does not work is a complaint.
+            for (i, t) in s.tokens.iter().enumerate() {
+                if !t.pos.starts_with("動詞,自立")
+                    || matches!(
+                        t.base.as_str(),
+                        "ある" | "いる" | "する" | "なる" | "知る" | "わかる" | "分かる"
+                    )
+                {
+                    continue;
+                }
+                let negated = s.tokens[i + 1..]
+                    .iter()
+                    .take(3)
+                    .take_while(|n| is_glue(n) || is_negator(n))
+                    .any(|n| is_negator(n));
+                if negated {
+                    hits.push(PolarHit {
+                        token: i,
+                        score: VERB_NEGATION,
+                        evidence: format!("{}+否定", t.text),
+                    });
+                    break;
+                }
+            }
+        }
+        for mark in POSITIVE_MARKS {
+            if s.raw.contains(mark) {
+                hits.push(PolarHit {
+                    token: s.tokens.len().saturating_sub(1),
+                    score: 0.5,
+                    evidence: mark.to_string(),
+                });
+            }
+        }
+        for mark in NEGATIVE_MARKS {
+            if s.raw.contains(mark) {
+                hits.push(PolarHit {
+                    token: s.tokens.len().saturating_sub(1),
+                    score: -0.5,
+                    evidence: mark.to_string(),
+                });
             }
         }
         hits.sort_by_key(|h| h.token);
         hits
     }
 
-    /// Flips a polar word followed closely by a negation (〜ない, 〜ず, 〜ません, 〜じゃない).
-    fn negate(&self, s: &Sentence<'_>, last: usize, score: f64, word: String) -> PolarHit {
-        let negated = s.tokens[last + 1..]
+    /// An intensifier that is also a polar word (すごい) only intensifies when a polar word
+    /// follows closely.
+    fn is_modifier_before_polar(&self, s: &Sentence<'_>, i: usize) -> bool {
+        let t = s.tokens[i];
+        INTENSIFIERS.contains(&t.text.as_str())
+            && s.tokens[i + 1..]
+                .iter()
+                .take(2)
+                .any(|n| self.polarity.contains_key(&n.text) || self.polarity.contains_key(&n.base))
+    }
+
+    /// Applies negation after the word, and intensifiers or softeners before it.
+    fn apply_rules(
+        &self,
+        s: &Sentence<'_>,
+        first: usize,
+        last: usize,
+        score: f64,
+        word: String,
+    ) -> PolarHit {
+        let mut score = score;
+        let mut evidence = word;
+        let before = &s.tokens[first.saturating_sub(2)..first];
+        if before
             .iter()
-            .take(3)
-            .take_while(|t| !self.polarity.contains_key(&t.base))
-            .any(|t| {
-                matches!(t.base.as_str(), "ない" | "ず" | "ぬ" | "ん")
-                    && (t.pos.starts_with("助動詞") || t.pos.starts_with("形容詞"))
-            });
+            .any(|t| INTENSIFIERS.contains(&t.text.as_str()))
+        {
+            score = (score * 1.5).clamp(-1.0, 1.0);
+        } else if before.iter().any(|t| SOFTENERS.contains(&t.text.as_str())) {
+            score *= 0.5;
+        }
+        let after: Vec<&Token> = s.tokens[last + 1..]
+            .iter()
+            .copied()
+            .take(4)
+            .take_while(|t| {
+                !(t.pos.starts_with("助詞,接続助詞")
+                    && CONTRAST_PARTICLES.contains(&t.text.as_str()))
+            })
+            .collect();
+        // The negation must govern this word: only glue may stand between them. 「〜しかない」
+        // ("nothing but") is not a negation.
+        let governed: Vec<&&Token> = after
+            .iter()
+            .take_while(|t| is_glue(t) || is_negator(t))
+            .collect();
+        let exclusive = governed.iter().any(|t| t.text == "しか");
+        let negated = !exclusive && governed.iter().any(|t| is_negator(t));
+        // 「〜すぎる」 strengthens what it follows (高すぎる, 便利すぎ).
+        if exclusive
+            || after
+                .first()
+                .is_some_and(|t| t.base == "すぎる" || t.text == "すぎ")
+        {
+            score = (score * 1.3).clamp(-1.0, 1.0);
+        }
         if negated {
-            PolarHit {
-                token: last,
-                score: -score * 0.8,
-                evidence: format!("{word}+否定"),
-            }
+            // 「悪くない」 is praise, but milder than 「良い」; 「安全ではない」 is a warning.
+            score = if score < 0.0 {
+                -score * 0.7
+            } else {
+                -score * 0.9
+            };
+            evidence.push_str("+否定");
         } else {
-            PolarHit {
-                token: last,
-                score,
-                evidence: word,
+            // What governs the thing decides whether it is lost or remedied: the next content
+            // word, or the one after 「Xの件数が」-style nouns (up to six tokens, same clause).
+            let ahead: Vec<&Token> = s.tokens[last + 1..]
+                .iter()
+                .copied()
+                .take(6)
+                .take_while(|t| {
+                    !(t.pos.starts_with("助詞,接続助詞")
+                        && CONTRAST_PARTICLES.contains(&t.text.as_str()))
+                })
+                .collect();
+            let governs = |words: &[&str]| {
+                ahead
+                    .iter()
+                    .find(|t| words.contains(&t.base.as_str()) || words.contains(&t.text.as_str()))
+                    .map(|t| t.base.clone())
+            };
+            if score > 0.0 {
+                if let Some(v) = governs(LOSS_VERBS) {
+                    score = -score;
+                    evidence = format!("{evidence}+{v}");
+                }
+            } else if let Some(v) = governs(REMEDY_WORDS) {
+                score = -score * 0.7;
+                evidence = format!("{evidence}+{v}");
+            }
+            // A polar noun that only modifies the next noun (「不正利用の手口」) says less.
+            if after
+                .first()
+                .is_some_and(|t| t.text == "の" && t.pos.starts_with("助詞,連体化"))
+            {
+                score *= 0.6;
             }
         }
+        PolarHit {
+            token: last,
+            score,
+            evidence,
+        }
+    }
+
+    /// Scores a sentence: each polar hit weighted by its clause (later clauses of a contrast
+    /// weigh more) and damped in a plain question. Returns the hits with their final weights
+    /// and each token's clause.
+    fn score_sentence(&self, s: &Sentence<'_>) -> (Vec<(PolarHit, f64)>, Vec<usize>) {
+        let mut hits = self.polar_hits(s);
+        let (clause_of, weights) = clauses(s);
+        let rhetorical = (s.question
+            && (s.tokens.iter().any(|t| {
+                RHETORICAL.contains(&t.text.as_str()) || RHETORICAL.contains(&t.base.as_str())
+            }) || RHETORICAL.iter().any(|r| s.compact.contains(r))))
+            || STRONG_RHETORICAL.iter().any(|r| s.compact.contains(r));
+        if rhetorical {
+            // 「安心ってどの口が言うの」: praise quoted in a reproach is turned against itself.
+            for h in hits.iter_mut().filter(|h| h.score > 0.0) {
+                h.score = -h.score;
+                h.evidence.push_str("+反語");
+            }
+        }
+        // A plain question asks; its polar words say little.
+        let damp = if s.question && !rhetorical {
+            IN_QUESTION
+        } else {
+            1.0
+        };
+        let n = hits.len();
+        let weighted = hits
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let clause = weights[clause_of
+                    .get(h.token)
+                    .copied()
+                    .unwrap_or(0)
+                    .min(weights.len() - 1)];
+                // Japanese puts the verdict at the end: the last polar word weighs a bit more.
+                let end_focus = if n > 1 && i == n - 1 { END_FOCUS } else { 1.0 };
+                (h, clause * damp * end_focus)
+            })
+            .collect();
+        (weighted, clause_of)
     }
 
     /// Classifies one item whose parts (title, body …) were tokenized once each.
     pub fn classify(&self, parts: &[(&str, &[Token])]) -> Analysis {
         let sentences = sentences(parts);
         let mut services: BTreeSet<(usize, &str)> = BTreeSet::new();
-        let mut per_service: HashMap<&str, Vec<f64>> = HashMap::new();
-        let mut all_scores = Vec::new();
+        let mut per_service: HashMap<&str, f64> = HashMap::new();
+        let mut total = 0.0;
         let mut evidence = Vec::new();
         let mut category_evidence: Vec<BTreeSet<String>> =
             vec![BTreeSet::new(); self.categories.len()];
         for s in &sentences {
-            let mentioned = self.services_in(s);
-            let hits = self.polar_hits(s);
-            for h in &hits {
-                all_scores.push(h.score);
-                evidence.push(format!("{} ({:+.1})", h.evidence, h.score));
+            let (hits, clause_of) = self.score_sentence(s);
+            for (h, w) in &hits {
+                total += h.score * w;
+                evidence.push(format!("{} ({:+.2})", h.evidence, h.score * w));
             }
-            for slug in mentioned {
+            // Target-aware: a service takes the polar words of the clauses that name it; a
+            // service named only in clauses without polar words takes the sentence's others.
+            let mentions = self.service_clauses(s, &clause_of);
+            for (slug, own) in &mentions {
                 let order = self
                     .services
                     .iter()
-                    .position(|m| m.slug == slug)
+                    .position(|m| m.slug == *slug)
                     .unwrap_or(0);
                 services.insert((order, slug));
-                per_service
-                    .entry(slug)
-                    .or_default()
-                    .extend(hits.iter().map(|h| h.score));
+                let in_own: Vec<f64> = hits
+                    .iter()
+                    .filter(|(h, _)| own.contains(&clause_of.get(h.token).copied().unwrap_or(0)))
+                    .map(|(h, w)| h.score * w)
+                    .collect();
+                let score: f64 = if in_own.is_empty() {
+                    let others: HashSet<usize> = mentions
+                        .iter()
+                        .filter(|(o, _)| o != slug)
+                        .flat_map(|(_, c)| c.iter().copied())
+                        .collect();
+                    hits.iter()
+                        .filter(|(h, _)| {
+                            !others.contains(&clause_of.get(h.token).copied().unwrap_or(0))
+                        })
+                        .map(|(h, w)| h.score * w)
+                        .sum()
+                } else {
+                    in_own.iter().sum()
+                };
+                *per_service.entry(slug).or_default() += score;
             }
             for (ci, c) in self.categories.iter().enumerate() {
                 for (norm, display) in &c.terms {
@@ -289,12 +786,12 @@ impl Classifier {
                 }
             }
         }
-        let score = combine(&all_scores);
+        let score = squash(total);
         let services: Vec<&str> = services.into_iter().map(|(_, s)| s).collect();
         let targets = services
             .iter()
             .map(|slug| {
-                let score = combine(per_service.get(slug).map(Vec::as_slice).unwrap_or(&[]));
+                let score = squash(per_service.get(slug).copied().unwrap_or(0.0));
                 TargetSentiment {
                     service: slug.to_string(),
                     label: SentimentLabel::from_score(score),
@@ -323,17 +820,38 @@ impl Classifier {
             targets,
         }
     }
+
+    /// The services a sentence names, each with the clauses that name it.
+    fn service_clauses<'s>(
+        &'s self,
+        s: &Sentence<'_>,
+        clause_of: &[usize],
+    ) -> Vec<(&'s str, HashSet<usize>)> {
+        let mut out = Vec::new();
+        for m in &self.services {
+            let excluded: Vec<(usize, usize)> =
+                m.exclusions.iter().flat_map(|e| s.find_any(e)).collect();
+            let mut clauses = HashSet::new();
+            for alias in &m.aliases {
+                for (first, last) in s.find_aligned(alias) {
+                    let (a, b) = (s.bounds[first], s.bounds[last]);
+                    if !excluded.iter().any(|&(x, y)| a < y && x < b) {
+                        clauses.insert(clause_of.get(first).copied().unwrap_or(0));
+                    }
+                }
+            }
+            if !clauses.is_empty() {
+                out.push((m.slug.as_str(), clauses));
+            }
+        }
+        out
+    }
 }
 
-/// Combines word polarities into one score in [-1, 1]: the sum scaled by √n, so several
-/// agreeing words strengthen the verdict and mixed words cancel out.
-fn combine(scores: &[f64]) -> f64 {
-    if scores.is_empty() {
-        return 0.0;
-    }
-    let sum: f64 = scores.iter().sum();
-    let s = (sum / (scores.len() as f64).sqrt()).clamp(-1.0, 1.0);
-    (s * 1000.0).round() / 1000.0
+/// Maps a weighted sum of word polarities to [-1, 1]: one clear word gives about ±0.6,
+/// several agreeing words approach ±1, mixed words cancel out.
+fn squash(sum: f64) -> f64 {
+    ((sum.tanh()) * 1000.0).round() / 1000.0
 }
 
 #[cfg(test)]

@@ -158,10 +158,19 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Eval { file, split, errors } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let rows = crate::evaluate::parse_tsv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let rows: Vec<_> = rows.into_iter().filter(|r| split == "all" || r.split == split).collect();
+        Command::Eval {
+            file,
+            split,
+            errors,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let rows = crate::evaluate::parse_tsv(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let rows: Vec<_> = rows
+                .into_iter()
+                .filter(|r| split == "all" || r.split == split)
+                .collect();
             if rows.is_empty() {
                 anyhow::bail!("no rows in split {split:?} (use dev, test or all)");
             }
@@ -172,7 +181,12 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             for r in &rows {
                 let a = pipeline.analyze_text(&r.text)?;
                 let predicted = match &r.target {
-                    Some(t) => a.targets.iter().find(|x| &x.service == t).map(|x| x.label).unwrap_or(a.sentiment.label),
+                    Some(t) => a
+                        .targets
+                        .iter()
+                        .find(|x| &x.service == t)
+                        .map(|x| x.label)
+                        .unwrap_or(a.sentiment.label),
                     None => a.sentiment.label,
                 };
                 pairs.push((r.label, predicted));

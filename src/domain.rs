@@ -97,9 +97,9 @@ impl SentimentLabel {
     }
     /// The label a score in [-1, 1] falls into; a small dead zone keeps faint signals neutral.
     pub fn from_score(score: f64) -> Self {
-        if score <= -0.1 {
+        if score <= -0.15 {
             Self::Negative
-        } else if score >= 0.1 {
+        } else if score >= 0.15 {
             Self::Positive
         } else {
             Self::Neutral

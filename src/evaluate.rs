@@ -20,7 +20,12 @@ pub struct LabeledRow {
 pub fn parse_tsv(text: &str) -> Result<Vec<LabeledRow>, String> {
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().ok_or("empty file")?.split('\t').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).ok_or(format!("no column {name}"));
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .ok_or(format!("no column {name}"))
+    };
     let (id, split, style, label, target, txt, evidence) = (
         col("id")?,
         col("split")?,
@@ -44,7 +49,11 @@ pub fn parse_tsv(text: &str) -> Result<Vec<LabeledRow>, String> {
             label: SentimentLabel::parse(get(label)).map_err(|e| format!("line {}: {e}", n + 2))?,
             target: Some(get(target).to_string()).filter(|t| !t.is_empty()),
             text: get(txt).to_string(),
-            evidence: get(evidence).split('|').filter(|e| !e.is_empty()).map(String::from).collect(),
+            evidence: get(evidence)
+                .split('|')
+                .filter(|e| !e.is_empty())
+                .map(String::from)
+                .collect(),
         });
     }
     Ok(rows)
@@ -80,9 +89,21 @@ pub fn score(pairs: &[(SentimentLabel, SentimentLabel)]) -> Scores {
     };
     let n = pairs.len();
     let correct = pairs.iter().filter(|(g, p)| g == p).count();
-    let macro_f1 = [Negative, Neutral, Positive].iter().map(|c| class_f1(pairs, *c)).sum::<f64>() / 3.0;
-    let polar: Vec<_> = pairs.iter().copied().filter(|(g, _)| *g != Neutral).collect();
-    let posneg = [Negative, Positive].iter().map(|c| class_f1(&polar, *c)).sum::<f64>() / 2.0;
+    let macro_f1 = [Negative, Neutral, Positive]
+        .iter()
+        .map(|c| class_f1(pairs, *c))
+        .sum::<f64>()
+        / 3.0;
+    let polar: Vec<_> = pairs
+        .iter()
+        .copied()
+        .filter(|(g, _)| *g != Neutral)
+        .collect();
+    let posneg = [Negative, Positive]
+        .iter()
+        .map(|c| class_f1(&polar, *c))
+        .sum::<f64>()
+        / 2.0;
     let r = |x: f64| (x * 10_000.0).round() / 10_000.0;
     Scores {
         n,
@@ -115,7 +136,13 @@ mod tests {
 
     #[test]
     fn metrics_match_hand_computation() {
-        let pairs = [(Negative, Negative), (Negative, Neutral), (Positive, Positive), (Neutral, Neutral), (Neutral, Positive)];
+        let pairs = [
+            (Negative, Negative),
+            (Negative, Neutral),
+            (Positive, Positive),
+            (Neutral, Neutral),
+            (Neutral, Positive),
+        ];
         let s = score(&pairs);
         assert_eq!(s.accuracy, 0.6);
         // F1: negative 2/3, neutral 1/2, positive 2/3 → macro 0.6111
@@ -128,7 +155,13 @@ mod tests {
     #[test]
     fn evidence_overlap_is_by_substring() {
         assert!(evidence_overlaps(&["怖い (-0.7)".into()], &["怖い".into()]));
-        assert!(evidence_overlaps(&["使え+否定 (-0.3)".into()], &["使えない".into()]));
-        assert!(!evidence_overlaps(&["便利 (+0.6)".into()], &["怖い".into()]));
+        assert!(evidence_overlaps(
+            &["使え+否定 (-0.3)".into()],
+            &["使えない".into()]
+        ));
+        assert!(!evidence_overlaps(
+            &["便利 (+0.6)".into()],
+            &["怖い".into()]
+        ));
     }
 }
