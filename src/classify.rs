@@ -478,7 +478,7 @@ impl Classifier {
             }
         }
         // Longer phrases first: 「問題ない」 wins over 「問題」.
-        polarity_phrases.sort_by(|a: &(String, f64), b| b.0.len().cmp(&a.0.len()));
+        polarity_phrases.sort_by_key(|p: &(String, f64)| std::cmp::Reverse(p.0.len()));
         Ok(Self {
             services,
             categories,
