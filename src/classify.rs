@@ -943,4 +943,46 @@ mod tests {
         assert_eq!(t["paypay"], SentimentLabel::Positive);
         assert_eq!(t["7pay"], SentimentLabel::Negative);
     }
+
+    #[test]
+    fn sentiment_rules_table() {
+        use SentimentLabel::*;
+        // (text, expected item label) — sentences written for this test, not from the eval set.
+        let rows = [
+            ("ここのアプリ、悪くない", Positive),     // negated negative
+            ("レジの決済は問題なかった", Positive),   // lexicon phrase through inflection
+            ("チャージが全然反映されない", Negative), // 〜されない
+            ("最初は面倒だったけど、今は手放せない", Positive), // contrast: later clause wins
+            ("便利だけど、ちょっと怖い", Negative),   // contrast with a softener
+            ("このお店でPayPay使えますか？", Neutral), // plain question
+            ("安心って本気で言ってるの？", Negative), // rhetorical question
+            ("不安しかない", Negative),               // しかない is not negation
+            ("新しい認証で不正送金を防ぐ", Positive), // remedy verb
+            ("今回の対応で信頼を失った", Negative),   // loss verb
+            ("補償なし、説明もなし", Negative),       // missing safeguards
+            ("ポイント還元が最高すぎる😊", Positive), // intensifier + emoji
+            ("明日の会議は10時から", Neutral),
+        ];
+        for (text, want) in rows {
+            let a = analyze(text);
+            assert_eq!(a.sentiment.label, want, "{text}: {:?}", a.sentiment);
+        }
+    }
+
+    #[test]
+    fn contrast_splits_targets_within_one_sentence() {
+        let a = analyze("PayPayは大丈夫だけど7payは怖い");
+        let t: HashMap<_, _> = a
+            .targets
+            .iter()
+            .map(|t| (t.service.as_str(), t.label))
+            .collect();
+        assert_eq!(t["paypay"], SentimentLabel::Positive);
+        assert_eq!(t["7pay"], SentimentLabel::Negative);
+        assert_eq!(
+            a.sentiment.label,
+            SentimentLabel::Negative,
+            "the later clause weighs more"
+        );
+    }
 }

@@ -41,6 +41,14 @@ enum Command {
     Analyze,
     /// Ask the server to rebuild the search index from the database.
     Reindex,
+    /// Re-score stored items after lexicons, aliases or rules changed (items scored with
+    /// another analysis version, or with --since every item published since then); a running
+    /// server's index follows.
+    Reanalyze {
+        /// Also re-score items published since this time (RFC 3339, or a date as JST midnight).
+        #[arg(long)]
+        since: Option<String>,
+    },
     /// Score the analyzer on a labeled set: accuracy and macro-F1 (3 classes, and positive vs
     /// negative), evidence overlap with gold spans.
     Eval {
@@ -274,6 +282,30 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             let store = crate::store::Store::open(&settings.data_dir).await?;
             let n = store.delete_items(&filter, clock.now()).await?;
             println!("{}", serde_json::json!({ "deleted": n }));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reanalyze { since } => {
+            let since = since
+                .map(|s| {
+                    crate::aggregate::parse_time(&s).map_err(|e| anyhow::anyhow!("--since: {e}"))
+                })
+                .transpose()?;
+            let state = AppState::open(settings, clock).await?;
+            let report = state
+                .pipeline
+                .reanalyze(&state.store, since, state.clock.now())
+                .await?;
+            for e in &report.errors {
+                eprintln!("skipped: {e}");
+            }
+            println!(
+                "{}",
+                serde_json::json!({
+                    "version": state.pipeline.version(),
+                    "rescored": report.counts.updated,
+                    "failed": report.failed,
+                })
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Reindex => {

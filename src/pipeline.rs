@@ -31,6 +31,7 @@ pub struct IngestReport {
 pub struct Pipeline {
     analyzer: Arc<Analyzer>,
     classifier: Classifier,
+    version: i64,
 }
 
 impl Pipeline {
@@ -40,7 +41,14 @@ impl Pipeline {
         Ok(Self {
             analyzer,
             classifier,
+            version: analysis_version(dicts),
         })
+    }
+
+    /// The analysis version items are scored with: the code's rules and the dictionaries'
+    /// content together, so editing a lexicon is a new version too.
+    pub fn version(&self) -> i64 {
+        self.version
     }
 
     pub fn analyzer(&self) -> Arc<Analyzer> {
@@ -108,9 +116,46 @@ impl Pipeline {
                 title: compact(&title_tokens),
                 body: compact(&body_tokens),
             },
-            analysis_version: ANALYSIS_VERSION,
+            analysis_version: self.version,
             minhash,
         })
+    }
+
+    /// Re-analyzes stored items scored with another version (or, with `since`, every item
+    /// published since then) in batches; the index follows through the change sequence.
+    pub async fn reanalyze(
+        &self,
+        store: &Store,
+        since: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<IngestReport, StoreError> {
+        let mut report = IngestReport::default();
+        let mut after = 0;
+        let last_id = store.max_item_id().await?;
+        loop {
+            let batch = store
+                .items_to_reanalyze(self.version, since, after, 500)
+                .await?;
+            let Some(&(last, _)) = batch.last() else {
+                break;
+            };
+            after = last;
+            let mut ready = Vec::with_capacity(batch.len());
+            for (id, raw) in batch {
+                match self.prepare(raw) {
+                    Ok(item) => ready.push(item),
+                    Err(e) => {
+                        report.failed += 1;
+                        report.errors.push(format!("item {id}: {e}"));
+                    }
+                }
+            }
+            report.counts += store.rescore_items(&ready, now).await?;
+            if after >= last_id {
+                break;
+            }
+        }
+        Ok(report)
     }
 
     /// Analyzes and stores a batch in one transaction; returns only after the commit.
@@ -193,6 +238,24 @@ pub fn minhash_bands(sig: &[u64; MINHASH_LEN]) -> [i64; MINHASH_BANDS] {
         let (x, y) = (sig[2 * b], sig[2 * b + 1]);
         (x.rotate_left(17) ^ y.wrapping_mul(0x9E3779B97F4A7C15)) as i64
     })
+}
+
+/// `ANALYSIS_VERSION` × 10⁶ plus a fingerprint of the dictionaries.
+pub fn analysis_version(dicts: &Dictionaries) -> i64 {
+    let mut h = Sha256::new();
+    h.update(dicts.userdic().as_bytes());
+    for s in &dicts.services {
+        h.update(format!("{s:?}").as_bytes());
+    }
+    for c in &dicts.categories {
+        h.update(format!("{c:?}").as_bytes());
+    }
+    for (term, score) in &dicts.sentiment {
+        h.update(format!("{term}\t{score}\n").as_bytes());
+    }
+    let d = h.finalize();
+    let fingerprint = u32::from_le_bytes([d[0], d[1], d[2], d[3]]) as i64 % 1_000_000;
+    ANALYSIS_VERSION * 1_000_000 + fingerprint
 }
 
 /// An item's identity: (source, guid) when the source gave a guid, else its canonical URL.

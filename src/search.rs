@@ -210,6 +210,8 @@ pub struct SearchRequest {
     pub offset: usize,
     pub limit: usize,
     pub sort: SortBy,
+    /// Fill each hit's `evidence` with the stored analysis.
+    pub with_evidence: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -224,6 +226,10 @@ pub struct Hit {
     pub kind: String,
     pub services: Vec<String>,
     pub sentiment: HitSentiment,
+    /// The analysis behind the labels (services, categories and sentiment with evidence),
+    /// when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<crate::domain::Analysis>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -527,6 +533,10 @@ impl SearchIndex {
                         label: it.sentiment_label,
                         score: it.sentiment_score,
                     },
+                    evidence: req
+                        .with_evidence
+                        .then(|| serde_json::from_str(&it.analysis).ok())
+                        .flatten(),
                 }
             })
             .collect();

@@ -96,6 +96,10 @@ pub struct StoredItem {
     pub services: Vec<String>,
     pub categories: Vec<String>,
     pub tokens: StoredTokens,
+    /// The full analysis with its evidence (JSON of `domain::Analysis`).
+    pub analysis: String,
+    pub guid: Option<String>,
+    pub bookmarks: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -404,6 +408,25 @@ impl Store {
         items: &[NewItem],
         now: DateTime<Utc>,
     ) -> Result<UpsertCounts> {
+        self.upsert(items, now, false).await
+    }
+
+    /// Stores re-analyzed items: like `upsert_items`, but rewrites the analysis even when the
+    /// content and version are unchanged (`reanalyze --since`).
+    pub async fn rescore_items(
+        &self,
+        items: &[NewItem],
+        now: DateTime<Utc>,
+    ) -> Result<UpsertCounts> {
+        self.upsert(items, now, true).await
+    }
+
+    async fn upsert(
+        &self,
+        items: &[NewItem],
+        now: DateTime<Utc>,
+        rescore: bool,
+    ) -> Result<UpsertCounts> {
         let mut counts = UpsertCounts::default();
         let mut tx = self.write_tx().await?;
         for item in items {
@@ -419,7 +442,8 @@ impl Store {
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let id: i64 = match existing {
                 Some(row)
-                    if row.get::<String, _>(1) == item.content_hash
+                    if !rescore
+                        && row.get::<String, _>(1) == item.content_hash
                         && row.get::<i64, _>(2) == item.analysis_version =>
                 {
                     counts.unchanged += 1;
@@ -568,6 +592,61 @@ impl Store {
         Ok(counts)
     }
 
+    /// Stored items to analyze again, after `after_id` in id order: those scored with another
+    /// analysis version, or — with `since` — every item published since then.
+    pub async fn items_to_reanalyze(
+        &self,
+        version: i64,
+        since: Option<i64>,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, crate::domain::RawItem)>> {
+        let rows = sqlx::query(
+            "SELECT source, guid, url, title, body, published_at, author, kind, bookmarks, id,
+                    date_quality
+             FROM items
+             WHERE id > $1 AND (analysis_version <> $2 OR ($3 IS NOT NULL AND published_at >= $3))
+             ORDER BY id LIMIT $4",
+        )
+        .bind(after_id)
+        .bind(version)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let kind: String = r.get(7);
+            let published: i64 = r.get(5);
+            out.push((
+                r.get::<i64, _>(9),
+                crate::domain::RawItem {
+                    source: r.get(0),
+                    guid: r.get(1),
+                    url: r.get(2),
+                    title: r.get(3),
+                    body: r.get(4),
+                    // A date the source never gave stays missing.
+                    published_at: (r.get::<String, _>(10) != DateQuality::Missing.as_str())
+                        .then(|| chrono::TimeZone::timestamp_millis_opt(&Utc, published).single())
+                        .flatten(),
+                    author: r.get(6),
+                    kind: ItemKind::parse(&kind).map_err(StoreError::Corrupt)?,
+                    bookmarks: r.get(8),
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The largest item id (0 when empty).
+    pub async fn max_item_id(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT COALESCE(MAX(id), 0) FROM items")
+            .fetch_one(&self.pool)
+            .await?
+            .get(0))
+    }
+
     /// The newest change sequence number (0 when nothing was ever written).
     pub async fn last_change(&self) -> Result<i64> {
         Ok(sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM changes")
@@ -620,7 +699,7 @@ impl Store {
                 .await?;
             let sql = format!(
                 "SELECT id, source, url, title, body, author, kind, published_at, first_seen_at,
-                        sentiment_label, sentiment_score, tokens
+                        sentiment_label, sentiment_score, tokens, analysis, guid, bookmarks
                  FROM items WHERE id IN ({list})"
             );
             let mut q = sqlx::query(&sql);
@@ -644,6 +723,9 @@ impl Store {
                     sentiment_score: r.get(10),
                     tokens: serde_json::from_str(&tokens)
                         .map_err(|e| StoreError::Corrupt(format!("tokens of item {id}: {e}")))?,
+                    analysis: r.get(12),
+                    guid: r.get(13),
+                    bookmarks: r.get(14),
                     services: services.get(&id).cloned().unwrap_or_default(),
                     categories: categories.get(&id).cloned().unwrap_or_default(),
                 });

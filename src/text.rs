@@ -9,6 +9,7 @@ use lindera::mode::Mode;
 use lindera::segmenter::Segmenter;
 use lindera_analysis::character_filter::japanese_iteration_mark::JapaneseIterationMarkCharacterFilter;
 use lindera_analysis::character_filter::mapping::MappingCharacterFilter;
+use lindera_analysis::character_filter::regex::RegexCharacterFilter;
 use lindera_analysis::character_filter::unicode_normalize::{
     UnicodeNormalizeCharacterFilter, UnicodeNormalizeKind,
 };
@@ -80,6 +81,22 @@ impl Analyzer {
         );
         tokenizer
             .append_character_filter(JapaneseIterationMarkCharacterFilter::new(true, true).into());
+        // Left out of analysis (kept in the stored text for display): URLs and @mentions.
+        // Elongations are folded: 「すごーーい」「wwww」「やばっっ」.
+        for (pattern, replacement) in [
+            (r"https?://[^\s　]+", " "),
+            (r"@[a-z0-9_]{1,30}", " "),
+            (r"ー{2,}", "ー"),
+            (r"〜{2,}", "〜"),
+            (r"w{2,}", "w"),
+            (r"っ{2,}", "っ"),
+        ] {
+            tokenizer.append_character_filter(
+                RegexCharacterFilter::new(pattern, replacement)
+                    .map_err(|e| TextError::Dictionary(e.to_string()))?
+                    .into(),
+            );
+        }
         Ok(Self { tokenizer })
     }
 
@@ -256,6 +273,23 @@ mod tests {
             vec!["7pay", "で", "不正", "利用"]
         );
         assert!(texts("セブンペイが怖い").contains(&"セブンペイ".to_string()));
+    }
+
+    #[test]
+    fn urls_and_mentions_are_left_out_elongations_folded() {
+        assert_eq!(
+            texts("詳細は https://paypay.example/7pay を見て"),
+            vec!["詳細", "は", "を", "見", "て"]
+        );
+        assert!(!texts("@paypay_jp 返信して")
+            .iter()
+            .any(|t| t.contains("paypay")));
+        assert_eq!(texts("wwww"), vec!["w"]);
+        let a = analyzer().tokenize("すごーーーい").unwrap();
+        assert_eq!(
+            a.iter().map(|t| t.text.as_str()).collect::<String>(),
+            "すごーい"
+        );
     }
 
     #[test]

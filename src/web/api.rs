@@ -76,6 +76,47 @@ pub async fn timeseries(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "buckets": buckets })))
 }
 
+#[derive(Debug, Deserialize)]
+pub struct AnalyzeRequest {
+    texts: Vec<String>,
+}
+
+pub const MAX_ANALYZE_TEXTS: usize = 1_000;
+pub const MAX_ANALYZE_CHARS: usize = 20_000;
+
+/// `POST /api/analyze {"texts": [...]}` → `{"results": [...]}` in the `kizashi analyze` shape.
+pub async fn analyze(
+    state: State,
+    body: web::Json<AnalyzeRequest>,
+) -> Result<HttpResponse, WebError> {
+    let texts = body.into_inner().texts;
+    if texts.len() > MAX_ANALYZE_TEXTS {
+        return Err(WebError::BadRequest(format!(
+            "texts: at most {MAX_ANALYZE_TEXTS} per request"
+        )));
+    }
+    if let Some(i) = texts
+        .iter()
+        .position(|t| t.chars().count() > MAX_ANALYZE_CHARS)
+    {
+        return Err(WebError::BadRequest(format!(
+            "texts[{i}]: at most {MAX_ANALYZE_CHARS} characters"
+        )));
+    }
+    let mut results = Vec::with_capacity(texts.len());
+    for text in texts {
+        let analysis = state
+            .pipeline
+            .analyze_text(&text)
+            .map_err(|e| WebError::Internal(e.to_string()))?;
+        let mut v =
+            serde_json::to_value(&analysis).map_err(|e| WebError::Internal(e.to_string()))?;
+        v["text"] = serde_json::Value::String(text);
+        results.push(v);
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "results": results })))
+}
+
 /// Crawls every source now and answers with the per-source summary.
 pub async fn crawl_now(state: State) -> Result<HttpResponse, WebError> {
     let state = state.into_inner();

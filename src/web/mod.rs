@@ -31,6 +31,13 @@ pub fn server(
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 WebError::BadRequest(format!("bad query string: {e}")).into()
             }))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(8 * 1024 * 1024)
+                    .error_handler(|e, _| {
+                        WebError::BadRequest(format!("bad JSON body: {e}")).into()
+                    }),
+            )
             .wrap(actix_web::middleware::Compress::default())
             .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("kizashi::http"))
             .configure(public_routes)
@@ -57,7 +64,8 @@ fn viewer_routes(cfg: &mut web::ServiceConfig) {
         .route("/search", web::get().to(pages::search_ja))
         .route("/en/search", web::get().to(pages::search_en))
         .route("/api/search", web::get().to(api::search))
-        .route("/api/timeseries", web::get().to(api::timeseries));
+        .route("/api/timeseries", web::get().to(api::timeseries))
+        .route("/api/analyze", web::post().to(api::analyze));
 }
 
 /// Actions that change what the system does (operator role once accounts exist).
@@ -105,6 +113,8 @@ pub struct SearchParams {
     pub page: Option<String>,
     pub per_page: Option<String>,
     pub sort: Option<String>,
+    /// `true`/`1`: each hit carries the analysis evidence.
+    pub evidence: Option<String>,
 }
 
 pub const MAX_PER_PAGE: usize = 100;
@@ -215,6 +225,7 @@ pub fn parse_search(state: &AppState, p: &SearchParams) -> Result<ParsedSearch, 
             offset,
             limit: per_page,
             sort,
+            with_evidence: matches!(non_empty(&p.evidence), Some("1" | "true" | "yes")),
         },
         page,
         per_page,

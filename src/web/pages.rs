@@ -214,7 +214,9 @@ async fn search_page(state: State, p: SearchParams, lang: Lang) -> Result<HttpRe
             status = actix_web::http::StatusCode::BAD_REQUEST;
         }
         Err(e) => return Err(e),
-        Ok(parsed) if page.searched => {
+        Ok(mut parsed) if page.searched => {
+            // The page shows why each item was labeled, on demand (a <details> element).
+            parsed.request.with_evidence = true;
             match state.index.search(&state.store, &parsed.request).await {
                 Ok(r) => {
                     page.total = r.total;
