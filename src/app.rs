@@ -44,7 +44,14 @@ impl AppState {
             .with_context(|| format!("opening the database in {}", settings.data_dir.display()))?;
         store.seed_once(&settings, clock.now()).await?;
         let pipeline = Pipeline::new(&dicts)?;
-        let index = SearchIndex::open(&settings.index_dir(), pipeline.analyzer())?;
+        let analyzer = pipeline.analyzer();
+        let mut aliases = std::collections::HashMap::new();
+        for s in &dicts.services {
+            for a in &s.aliases {
+                aliases.insert(analyzer.normalize_term(a)?, s.slug.clone());
+            }
+        }
+        let index = SearchIndex::open(&settings.index_dir(), analyzer, aliases)?;
         let http = HttpClient::new(&settings.crawl)?;
         Ok(Arc::new(Self {
             settings,

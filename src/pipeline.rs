@@ -184,7 +184,14 @@ impl Pipeline {
 
 fn compact(tokens: &[Token]) -> Vec<crate::store::IndexToken> {
     index_tokens(tokens)
-        .map(|t| (t.text.clone(), t.start, t.end, t.position))
+        .map(|t| crate::store::IndexToken {
+            text: t.text.clone(),
+            start: t.start,
+            end: t.end,
+            position: t.position,
+            base: (t.base != t.text).then(|| t.base.clone()),
+            reading: (!t.reading.is_empty() && t.reading != t.text).then(|| t.reading.clone()),
+        })
         .collect()
 }
 

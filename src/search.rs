@@ -38,13 +38,87 @@ pub enum SearchError {
 pub type Result<T> = std::result::Result<T, SearchError>;
 
 const JA: &str = "ja";
+const JA_BASE: &str = "ja_base";
+const JA_READING: &str = "ja_reading";
 const BIGRAM: &str = "bigram";
+
+/// The form a token takes in the index and in queries: kanji numerals as digits (二段階 →
+/// 2段階) and a katakana word's final long vowel dropped (サーバー → サーバ).
+pub fn search_form(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| match c {
+            '〇' => '0',
+            '一' => '1',
+            '二' => '2',
+            '三' => '3',
+            '四' => '4',
+            '五' => '5',
+            '六' => '6',
+            '七' => '7',
+            '八' => '8',
+            '九' => '9',
+            other => other,
+        })
+        .collect();
+    let katakana = out.chars().all(|c| matches!(c, 'ァ'..='ヺ' | 'ー'));
+    if katakana && out.chars().count() > 2 && out.ends_with('ー') {
+        out.pop();
+    }
+    out
+}
+
+/// Reading form: katakana reading (or the surface in katakana when it is kana), long vowel
+/// folded like `search_form`, so 申し込み/申込み/申込 meet in モウシコミ.
+fn reading_form(text: &str, reading: Option<&str>) -> Option<String> {
+    let r = match reading {
+        Some(r) if !r.is_empty() => r.to_string(),
+        _ if text
+            .chars()
+            .all(|c| matches!(c, 'ぁ'..='ゖ' | 'ァ'..='ヺ' | 'ー')) =>
+        {
+            text.chars()
+                .map(|c| {
+                    if matches!(c, 'ぁ'..='ゖ') {
+                        char::from_u32(c as u32 + 0x60).unwrap_or(c)
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        }
+        _ => return None,
+    };
+    Some(search_form(&r))
+}
+
+/// Which form of a token a field indexes.
+#[derive(Clone, Copy)]
+enum Form {
+    Surface,
+    Base,
+    Reading,
+}
+
+fn form_of(t: &crate::store::IndexToken, form: Form) -> String {
+    match form {
+        Form::Surface => search_form(&t.text),
+        Form::Base => search_form(t.base.as_deref().unwrap_or(&t.text)),
+        Form::Reading => {
+            reading_form(&t.text, t.reading.as_deref()).unwrap_or_else(|| search_form(&t.text))
+        }
+    }
+}
 
 #[derive(Clone, Copy)]
 pub struct Fields {
     pub id: Field,
     pub title: Field,
     pub body: Field,
+    /// Base forms of title and body (inflection: 使えない finds 使えなかった).
+    pub base: Field,
+    /// Readings of title and body (okurigana: 申し込み finds 申込).
+    pub reading: Field,
     pub grams: Field,
     pub services: Field,
     pub categories: Field,
@@ -68,9 +142,11 @@ pub fn schema() -> (Schema, Fields) {
         id: b.add_u64_field("id", INDEXED | STORED | FAST),
         title: b.add_text_field("title", text(JA)),
         body: b.add_text_field("body", text(JA)),
+        base: b.add_text_field("base", text(JA_BASE)),
+        reading: b.add_text_field("reading", text(JA_READING)),
         grams: b.add_text_field("grams", text(BIGRAM)),
-        services: b.add_text_field("services", STRING | FAST),
-        categories: b.add_text_field("categories", STRING | FAST),
+        services: b.add_text_field("service", STRING | FAST),
+        categories: b.add_text_field("category", STRING | FAST),
         kind: b.add_text_field("kind", STRING | FAST),
         source: b.add_text_field("source", STRING | FAST),
         sentiment: b.add_text_field("sentiment", STRING | FAST),
@@ -83,22 +159,35 @@ pub fn schema() -> (Schema, Fields) {
     (b.build(), fields)
 }
 
-/// The `ja` tokenizer: the project's analyzer, minus symbols, as tantivy tokens.
+/// The `ja`, `ja_base` and `ja_reading` tokenizers: the project's analyzer, minus symbols, as
+/// tantivy tokens in the form the field indexes. Queries go through these; documents arrive
+/// pre-tokenized from the stored tokens.
 #[derive(Clone)]
-pub struct JaTokenizer(pub Arc<Analyzer>);
+pub struct JaTokenizer(pub Arc<Analyzer>, Form);
 
 impl Tokenizer for JaTokenizer {
     type TokenStream<'a> = PreTokenizedStream;
     fn token_stream<'a>(&'a mut self, text: &'a str) -> PreTokenizedStream {
         // A text the analyzer rejects yields no tokens rather than a panic.
         let tokens = self.0.tokenize(text).unwrap_or_default();
+        let form = self.1;
         let tokens = crate::text::index_tokens(&tokens)
-            .map(|t| TvToken {
-                offset_from: t.start,
-                offset_to: t.end,
-                position: t.position,
-                text: t.text.clone(),
-                position_length: 1,
+            .map(|t| {
+                let it = crate::store::IndexToken {
+                    text: t.text.clone(),
+                    start: t.start,
+                    end: t.end,
+                    position: t.position,
+                    base: Some(t.base.clone()),
+                    reading: Some(t.reading.clone()).filter(|r| !r.is_empty()),
+                };
+                TvToken {
+                    offset_from: t.start,
+                    offset_to: t.end,
+                    position: t.position,
+                    text: form_of(&it, form),
+                    position_length: 1,
+                }
             })
             .collect();
         PreTokenizedString {
@@ -188,6 +277,9 @@ pub struct SearchIndex {
     reader: IndexReader,
     fields: Fields,
     applied: Arc<AtomicI64>,
+    /// Normalized service alias → slug, for synonym expansion of queries.
+    aliases: Arc<std::collections::HashMap<String, String>>,
+    analyzer: Arc<Analyzer>,
 }
 
 /// Sort order of results.
@@ -212,6 +304,11 @@ pub struct SearchRequest {
     pub sort: SortBy,
     /// Fill each hit's `evidence` with the stored analysis.
     pub with_evidence: bool,
+    pub category: Option<String>,
+    pub sentiment: Option<String>,
+    pub source: Option<String>,
+    /// Count matching items per service, category, sentiment, source and kind.
+    pub with_facets: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -242,6 +339,70 @@ pub struct HitSentiment {
 pub struct SearchResults {
     pub total: usize,
     pub hits: Vec<Hit>,
+    /// facet name → value → matching items (when asked for)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facets: Option<std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>>,
+}
+
+/// Fields counted as facets (schema names, which are also the query-language field names).
+pub const FACETS: [&str; 5] = ["service", "category", "sentiment", "source", "kind"];
+
+/// Rewrites the bare words of a user query (not phrases, not `field:value`, not operators):
+/// each also matches its base forms with two tokens of slop (不正利用 finds 不正に利用), and a
+/// service alias also matches the service's items (セブンペイ finds 7pay).
+pub fn expand_query(q: &str, service_of: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(q.len() * 2);
+    let mut chars = q.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c.is_whitespace() {
+            out.push(c);
+            continue;
+        }
+        if c == '"' {
+            // a phrase, copied with its optional ~slop
+            let mut end = q.len();
+            for (j, d) in chars.by_ref() {
+                if d == '"' {
+                    end = j + 1;
+                    break;
+                }
+            }
+            while let Some(&(j, d)) = chars.peek() {
+                if d.is_whitespace() {
+                    break;
+                }
+                end = j + d.len_utf8();
+                chars.next();
+            }
+            out.push_str(&q[i..end.max(i + 1).min(q.len())]);
+            continue;
+        }
+        let mut end = i + c.len_utf8();
+        while let Some(&(j, d)) = chars.peek() {
+            if d.is_whitespace() || d == '"' {
+                break;
+            }
+            end = j + d.len_utf8();
+            chars.next();
+        }
+        let word = &q[i..end];
+        let special = matches!(word, "AND" | "OR" | "NOT")
+            || word.starts_with(['-', '+', '('])
+            || word.contains([':', '(', ')', '[', ']', '{', '}', '^', '*', '~', '\\', '\''])
+            || word.ends_with(')');
+        if special {
+            out.push_str(word);
+            continue;
+        }
+        out.push('(');
+        out.push_str(word);
+        out.push_str(&format!(" OR base:\"{word}\"~2"));
+        if let Some(slug) = service_of(word) {
+            out.push_str(&format!(" OR service:{slug}"));
+        }
+        out.push(')');
+    }
+    out
 }
 
 /// Snippet length in characters; tantivy counts bytes, so it is given three per character.
@@ -249,14 +410,41 @@ const SNIPPET_CHARS: usize = 100;
 
 impl SearchIndex {
     /// Opens or creates the index in `dir`, registering the tokenizers.
-    pub fn open(dir: &Path, analyzer: Arc<Analyzer>) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| SearchError::Dir(format!("{}: {e}", dir.display())))?;
+    pub fn open(
+        dir: &Path,
+        analyzer: Arc<Analyzer>,
+        aliases: std::collections::HashMap<String, String>,
+    ) -> Result<Self> {
         let (schema, fields) = schema();
-        let mmap = tantivy::directory::MmapDirectory::open(dir)
-            .map_err(|e| SearchError::Dir(format!("{}: {e}", dir.display())))?;
-        let index = Index::open_or_create(mmap, schema)?;
-        index.tokenizers().register(JA, JaTokenizer(analyzer));
+        let open = |dir: &Path| -> Result<Index> {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| SearchError::Dir(format!("{}: {e}", dir.display())))?;
+            let mmap = tantivy::directory::MmapDirectory::open(dir)
+                .map_err(|e| SearchError::Dir(format!("{}: {e}", dir.display())))?;
+            Ok(Index::open_or_create(mmap, schema.clone())?)
+        };
+        let index = match open(dir) {
+            Ok(index) => index,
+            Err(SearchError::Index(e)) if e.to_string().contains("schema") => {
+                // An index built with another schema is set aside; the database rebuilds it.
+                let aside = dir.with_extension(format!("old-{}", std::process::id()));
+                tracing::warn!(error = %e, moved_to = %aside.display(), "index schema changed; rebuilding");
+                std::fs::rename(dir, &aside)
+                    .map_err(|e| SearchError::Dir(format!("{}: {e}", dir.display())))?;
+                open(dir)?
+            }
+            Err(e) => return Err(e),
+        };
+        let s_analyzer = analyzer.clone();
+        index
+            .tokenizers()
+            .register(JA, JaTokenizer(analyzer.clone(), Form::Surface));
+        index
+            .tokenizers()
+            .register(JA_BASE, JaTokenizer(analyzer.clone(), Form::Base));
+        index
+            .tokenizers()
+            .register(JA_READING, JaTokenizer(analyzer, Form::Reading));
         index.tokenizers().register(BIGRAM, BigramTokenizer);
         let reader = index
             .reader_builder()
@@ -267,6 +455,8 @@ impl SearchIndex {
             reader,
             fields,
             applied: Arc::new(AtomicI64::new(0)),
+            aliases: Arc::new(aliases),
+            analyzer: s_analyzer,
         };
         let w = s.committed_watermark()?;
         s.applied.store(w.hwm, Ordering::SeqCst);
@@ -292,23 +482,56 @@ impl SearchIndex {
 
     fn document(&self, item: &StoredItem) -> TantivyDocument {
         let f = self.fields;
-        let pre = |text: &str, toks: &[crate::store::IndexToken]| PreTokenizedString {
+        let pre = |text: &str, toks: &[crate::store::IndexToken], form: Form| PreTokenizedString {
             text: text.to_string(),
             tokens: toks
                 .iter()
-                .map(|(t, s, e, p)| TvToken {
-                    offset_from: *s,
-                    offset_to: *e,
-                    position: *p,
-                    text: t.clone(),
+                .map(|t| TvToken {
+                    offset_from: t.start,
+                    offset_to: t.end,
+                    position: t.position,
+                    text: form_of(t, form),
                     position_length: 1,
                 })
                 .collect(),
         };
         let mut doc = TantivyDocument::default();
         doc.add_u64(f.id, item.id as u64);
-        doc.add_pre_tokenized_text(f.title, pre(&item.title, &item.tokens.title));
-        doc.add_pre_tokenized_text(f.body, pre(&item.body, &item.tokens.body));
+        doc.add_pre_tokenized_text(f.title, pre(&item.title, &item.tokens.title, Form::Surface));
+        doc.add_pre_tokenized_text(f.body, pre(&item.body, &item.tokens.body, Form::Surface));
+        // Title and body share the base and reading fields; a position gap keeps phrases
+        // from running across the two.
+        let gap = item
+            .tokens
+            .title
+            .iter()
+            .map(|t| t.position + 1)
+            .max()
+            .unwrap_or(0)
+            + 10;
+        let shifted: Vec<crate::store::IndexToken> = item
+            .tokens
+            .title
+            .iter()
+            .cloned()
+            .chain(item.tokens.body.iter().cloned().map(|mut t| {
+                t.position += gap;
+                t
+            }))
+            .collect();
+        let both = format!("{}\n{}", item.title, item.body);
+        let shift_offsets = |mut toks: Vec<crate::store::IndexToken>| {
+            let title_len = item.title.len() + 1;
+            let n_title = item.tokens.title.len();
+            for t in toks.iter_mut().skip(n_title) {
+                t.start += title_len;
+                t.end += title_len;
+            }
+            toks
+        };
+        let shifted = shift_offsets(shifted);
+        doc.add_pre_tokenized_text(f.base, pre(&both, &shifted, Form::Base));
+        doc.add_pre_tokenized_text(f.reading, pre(&both, &shifted, Form::Reading));
         doc.add_text(f.grams, format!("{}\n{}", item.title, item.body));
         for s in &item.services {
             doc.add_text(f.services, s);
@@ -416,14 +639,40 @@ impl SearchIndex {
         let f = self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if !req.q.trim().is_empty() {
-            let mut parser = QueryParser::for_index(&self.index, vec![f.title, f.body, f.grams]);
+            // Exact surface matches rank first; base forms, readings and bigrams widen recall.
+            let mut parser = QueryParser::for_index(
+                &self.index,
+                vec![f.title, f.body, f.base, f.reading, f.grams],
+            );
             parser.set_conjunction_by_default();
-            parser.set_field_boost(f.title, 2.0);
-            parser.set_field_boost(f.grams, 0.5);
+            parser.set_field_boost(f.title, 3.0);
+            parser.set_field_boost(f.body, 2.0);
+            parser.set_field_boost(f.base, 1.0);
+            parser.set_field_boost(f.reading, 0.7);
+            parser.set_field_boost(f.grams, 0.3);
+            let expanded = expand_query(&req.q, |w| {
+                let norm = self.analyzer.normalize_term(w).ok()?;
+                self.aliases.get(&norm).cloned()
+            });
             let q = parser
-                .parse_query(&req.q)
+                .parse_query(&expanded)
                 .map_err(|e| SearchError::Query(e.to_string()))?;
             clauses.push((Occur::Must, q));
+        }
+        for (field, value) in [
+            (f.categories, &req.category),
+            (f.sentiment, &req.sentiment),
+            (f.source, &req.source),
+        ] {
+            if let Some(v) = value {
+                clauses.push((
+                    Occur::Must,
+                    Box::new(TermQuery::new(
+                        Term::from_field_text(field, v),
+                        IndexRecordOption::Basic,
+                    )),
+                ));
+            }
         }
         let term = |field: Field, v: &str| -> Box<dyn Query> {
             Box::new(TermQuery::new(
@@ -506,6 +755,11 @@ impl SearchIndex {
                 ids.push(id as i64);
             }
         }
+        let facets = if req.with_facets {
+            Some(self.facets(&searcher, &*query)?)
+        } else {
+            None
+        };
         let items = store.items(&ids).await?;
         let mut generator =
             tantivy::snippet::SnippetGenerator::create(&searcher, &*query, self.fields.body)?;
@@ -540,7 +794,54 @@ impl SearchIndex {
                 }
             })
             .collect();
-        Ok(SearchResults { total, hits })
+        Ok(SearchResults {
+            total,
+            hits,
+            facets,
+        })
+    }
+
+    /// Counts of matching items per facet value (terms aggregations on the fast fields).
+    fn facets(
+        &self,
+        searcher: &tantivy::Searcher,
+        query: &dyn Query,
+    ) -> Result<std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>> {
+        use tantivy::aggregation::{
+            AggContextParams, AggregationCollector, AggregationLimitsGuard,
+        };
+        let request: serde_json::Map<String, serde_json::Value> = FACETS
+            .iter()
+            .map(|f| {
+                (
+                    f.to_string(),
+                    serde_json::json!({ "terms": { "field": f, "size": 100 } }),
+                )
+            })
+            .collect();
+        let aggs: tantivy::aggregation::agg_req::Aggregations =
+            serde_json::from_value(serde_json::Value::Object(request))
+                .map_err(|e| SearchError::Query(format!("facet request: {e}")))?;
+        let collector = AggregationCollector::from_aggs(
+            aggs,
+            AggContextParams::new(
+                AggregationLimitsGuard::default(),
+                self.index.tokenizers().clone(),
+            ),
+        );
+        let result = searcher.search(query, &collector)?;
+        let json = serde_json::to_value(&result).map_err(|e| SearchError::Query(e.to_string()))?;
+        let mut out = std::collections::BTreeMap::new();
+        for f in FACETS {
+            let mut counts = std::collections::BTreeMap::new();
+            for b in json[f]["buckets"].as_array().into_iter().flatten() {
+                if let (Some(k), Some(n)) = (b["key"].as_str(), b["doc_count"].as_u64()) {
+                    counts.insert(k.to_string(), n);
+                }
+            }
+            out.insert(f.to_string(), counts);
+        }
+        Ok(out)
     }
 
     /// Publication times (epoch ms) of every item matching the request, for time series.
@@ -577,6 +878,32 @@ mod tests {
             .into_iter()
             .map(|t| (t.text, t.position))
             .collect()
+    }
+
+    #[test]
+    fn bare_words_expand_phrases_and_fields_stay() {
+        let svc = |w: &str| (w == "セブンペイ").then(|| "7pay".to_string());
+        assert_eq!(
+            expand_query("セブンペイ", svc),
+            "(セブンペイ OR base:\"セブンペイ\"~2 OR service:7pay)"
+        );
+        assert_eq!(
+            expand_query("\"不正 利用\" title:障害 -広告 OR x", svc),
+            "\"不正 利用\" title:障害 -広告 OR (x OR base:\"x\"~2)"
+        );
+        assert_eq!(expand_query("\"unclosed", svc), "\"unclosed");
+    }
+
+    #[test]
+    fn search_forms_fold_numerals_and_long_vowels() {
+        assert_eq!(search_form("二段階"), "2段階");
+        assert_eq!(search_form("サーバー"), "サーバ");
+        assert_eq!(search_form("ー"), "ー");
+        assert_eq!(
+            reading_form("申込", Some("モウシコミ")).as_deref(),
+            Some("モウシコミ")
+        );
+        assert_eq!(reading_form("ぺいぺい", None).as_deref(), Some("ペイペイ"));
     }
 
     #[test]

@@ -28,8 +28,23 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// Tokens kept for indexing: (normalized text, byte start, byte end, position).
-pub type IndexToken = (String, usize, usize, usize);
+/// A token kept for indexing: normalized text, byte offsets in the original text, position,
+/// and — when they differ from the text — base form and reading.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct IndexToken {
+    #[serde(rename = "t")]
+    pub text: String,
+    #[serde(rename = "s")]
+    pub start: usize,
+    #[serde(rename = "e")]
+    pub end: usize,
+    #[serde(rename = "p")]
+    pub position: usize,
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub reading: Option<String>,
+}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct StoredTokens {

@@ -76,6 +76,176 @@ pub async fn timeseries(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "buckets": buckets })))
 }
 
+/// Most items one export streams.
+pub const MAX_EXPORT: usize = 100_000;
+
+/// A row of an export: news items as title, snippet and URL (not their full text); social
+/// posts with their text, which is the post itself.
+fn export_rows(hit: &crate::search::Hit, body_text: Option<&str>) -> serde_json::Value {
+    serde_json::json!({
+        "id": hit.id,
+        "published_at": hit.published_at,
+        "source": hit.source,
+        "kind": hit.kind,
+        "services": hit.services.join(" "),
+        "sentiment": hit.sentiment.label,
+        "score": hit.sentiment.score,
+        "title": hit.title,
+        "text": body_text.unwrap_or(""),
+        "url": hit.url,
+    })
+}
+
+/// Cells a spreadsheet would run as formulas are neutralized with a leading apostrophe.
+pub fn csv_cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+#[derive(Clone, Copy)]
+enum ExportFormat {
+    Csv,
+    Jsonl,
+}
+
+/// Streams every result of a query, newest first, page by page (a cursor through the
+/// results, so memory stays flat however large the export).
+fn export(
+    state: State,
+    params: SearchParams,
+    format: ExportFormat,
+) -> Result<HttpResponse, WebError> {
+    let mut parsed = parse_search(&state, &params)?;
+    parsed.request.sort = crate::search::SortBy::Newest;
+    parsed.request.with_facets = false;
+    let page = 500;
+    let state = state.into_inner();
+    let stream = futures_util::stream::unfold((0usize, true), move |(offset, first)| {
+        let state = state.clone();
+        let mut req = parsed.request.clone();
+        async move {
+            if offset >= MAX_EXPORT {
+                return None;
+            }
+            req.offset = offset;
+            req.limit = page;
+            let results = match state.index.search(&state.store, &req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "export stopped");
+                    return None;
+                }
+            };
+            if results.hits.is_empty() && !first {
+                return None;
+            }
+            let mut chunk = String::new();
+            if first {
+                if matches!(format, ExportFormat::Csv) {
+                    chunk.push('\u{feff}');
+                    chunk.push_str(
+                        "id,published_at,source,kind,services,sentiment,score,title,text,url\r\n",
+                    );
+                }
+                if results.hits.is_empty() {
+                    return Some((
+                        Ok::<_, actix_web::Error>(web::Bytes::from(chunk)),
+                        (MAX_EXPORT, false),
+                    ));
+                }
+            }
+            let ids: Vec<i64> = results.hits.iter().map(|h| h.id).collect();
+            let bodies: std::collections::HashMap<i64, String> = match state.store.items(&ids).await
+            {
+                Ok(items) => items.into_iter().map(|i| (i.id, i.body)).collect(),
+                Err(_) => Default::default(),
+            };
+            for hit in &results.hits {
+                // News: the snippet stands in for the article; social: the post itself.
+                let text = if hit.kind == "news" {
+                    Some(html_to_plain(&hit.snippet))
+                } else {
+                    bodies.get(&hit.id).cloned()
+                };
+                let row = export_rows(hit, text.as_deref());
+                match format {
+                    ExportFormat::Jsonl => {
+                        chunk.push_str(&row.to_string());
+                        chunk.push('\n');
+                    }
+                    ExportFormat::Csv => {
+                        let cols = [
+                            "id",
+                            "published_at",
+                            "source",
+                            "kind",
+                            "services",
+                            "sentiment",
+                            "score",
+                            "title",
+                            "text",
+                            "url",
+                        ];
+                        let line: Vec<String> = cols
+                            .iter()
+                            .map(|c| match &row[*c] {
+                                serde_json::Value::String(s) => csv_cell(s),
+                                other => other.to_string(),
+                            })
+                            .collect();
+                        chunk.push_str(&line.join(","));
+                        chunk.push_str("\r\n");
+                    }
+                }
+            }
+            let next = offset + results.hits.len();
+            let done = results.hits.len() < page;
+            Some((
+                Ok(web::Bytes::from(chunk)),
+                (if done { MAX_EXPORT } else { next }, false),
+            ))
+        }
+    });
+    let (ct, ext) = match format {
+        ExportFormat::Csv => ("text/csv; charset=utf-8", "csv"),
+        ExportFormat::Jsonl => ("application/x-ndjson; charset=utf-8", "jsonl"),
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(ct)
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"kizashi-search.{ext}\""),
+        ))
+        .streaming(stream))
+}
+
+/// A snippet's text without its highlight markup and entities.
+fn html_to_plain(snippet: &str) -> String {
+    html_escape::decode_html_entities(&snippet.replace("<b>", "").replace("</b>", "")).into_owned()
+}
+
+pub async fn export_csv(
+    state: State,
+    params: web::Query<SearchParams>,
+) -> Result<HttpResponse, WebError> {
+    export(state, params.into_inner(), ExportFormat::Csv)
+}
+
+pub async fn export_jsonl(
+    state: State,
+    params: web::Query<SearchParams>,
+) -> Result<HttpResponse, WebError> {
+    export(state, params.into_inner(), ExportFormat::Jsonl)
+}
+
 #[derive(Debug, Deserialize)]
 pub struct AnalyzeRequest {
     texts: Vec<String>,

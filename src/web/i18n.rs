@@ -68,7 +68,7 @@ pub const JA: Labels = Labels {
     neutral: "中立",
     positive: "ポジティブ",
     search_help:
-        "スペース区切りは AND、OR で「または」、-語 で除外、\"…\" で語順どおりのフレーズ。",
+        "スペース区切りは AND、OR で「または」、-語 で除外、\"…\" で語順どおりのフレーズ。title: service:7pay category:fraud sentiment:negative kind:social source:名前 で絞り込み。",
     sources: "ソース",
     evidence: "判定の根拠",
     sentiment: "感情",
@@ -105,7 +105,7 @@ pub const EN: Labels = Labels {
     negative: "negative",
     neutral: "neutral",
     positive: "positive",
-    search_help: "Space means AND; OR for either; -word excludes; \"…\" matches a phrase in order.",
+    search_help: "Space means AND; OR for either; -word excludes; \"…\" matches a phrase in order; narrow with title: service:7pay category:fraud sentiment:negative kind:social source:name.",
     sources: "Sources",
     evidence: "Why these labels",
     sentiment: "Sentiment",
@@ -117,6 +117,24 @@ pub const EN: Labels = Labels {
     source_charset: "Charset",
     source_backoff: "backing off until",
 };
+
+impl Labels {
+    pub fn facet_title(&self, facet: &str) -> &'static str {
+        let ja = self.html_lang == "ja";
+        match (facet, ja) {
+            ("service", true) => "サービス",
+            ("category", true) => "カテゴリ",
+            ("sentiment", true) => "感情",
+            ("source", true) => "ソース",
+            ("kind", true) => "種別",
+            ("service", false) => "Service",
+            ("category", false) => "Category",
+            ("sentiment", false) => "Sentiment",
+            ("source", false) => "Source",
+            _ => "Kind",
+        }
+    }
+}
 
 impl Lang {
     pub fn labels(self) -> &'static Labels {

@@ -64,6 +64,8 @@ fn viewer_routes(cfg: &mut web::ServiceConfig) {
         .route("/search", web::get().to(pages::search_ja))
         .route("/en/search", web::get().to(pages::search_en))
         .route("/api/search", web::get().to(api::search))
+        .route("/api/search.csv", web::get().to(api::export_csv))
+        .route("/api/search.jsonl", web::get().to(api::export_jsonl))
         .route("/api/timeseries", web::get().to(api::timeseries))
         .route("/api/analyze", web::post().to(api::analyze));
 }
@@ -103,7 +105,7 @@ async fn static_file(name: web::Path<String>) -> HttpResponse {
 }
 
 /// Query parameters shared by the search API and page; parsed into types here, at the edge.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 pub struct SearchParams {
     pub q: Option<String>,
     pub service: Option<String>,
@@ -115,6 +117,11 @@ pub struct SearchParams {
     pub sort: Option<String>,
     /// `true`/`1`: each hit carries the analysis evidence.
     pub evidence: Option<String>,
+    pub category: Option<String>,
+    pub sentiment: Option<String>,
+    pub source: Option<String>,
+    /// Relative window ending now: `24h`, `7d` or `30d` (instead of from/to).
+    pub range: Option<String>,
 }
 
 pub const MAX_PER_PAGE: usize = 100;
@@ -204,8 +211,52 @@ pub fn parse_search(state: &AppState, p: &SearchParams) -> Result<ParsedSearch, 
             )))
         }
     };
-    let from = parse_time_param("from", &p.from)?;
+    let mut from = parse_time_param("from", &p.from)?;
     let to = parse_time_param("to", &p.to)?;
+    if let Some(range) = non_empty(&p.range) {
+        let hours = match range {
+            "24h" => 24,
+            "7d" => 7 * 24,
+            "30d" => 30 * 24,
+            other => {
+                return Err(WebError::BadRequest(format!(
+                    "range: {other:?} is not 24h, 7d or 30d"
+                )))
+            }
+        };
+        if from.is_some() || to.is_some() {
+            return Err(WebError::BadRequest(
+                "range: give either range or from/to".into(),
+            ));
+        }
+        from = Some(state.clock.now().timestamp_millis() - hours * 3_600_000);
+    }
+    let category = match non_empty(&p.category) {
+        None => None,
+        Some(c) if state.dicts.category(c).is_some() => Some(c.to_string()),
+        Some(c) => {
+            return Err(WebError::BadRequest(format!(
+                "category: unknown category {c:?} (known: {})",
+                state
+                    .dicts
+                    .categories
+                    .iter()
+                    .map(|c| c.slug.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    };
+    let sentiment = non_empty(&p.sentiment)
+        .map(|s| crate::domain::SentimentLabel::parse(s).map(|l| l.as_str().to_string()))
+        .transpose()
+        .map_err(|e| WebError::BadRequest(format!("sentiment: {e}")))?;
+    let source = non_empty(&p.source).map(String::from);
+    if source.as_deref().is_some_and(|s| s.chars().count() > 100) {
+        return Err(WebError::BadRequest(
+            "source: at most 100 characters".into(),
+        ));
+    }
     if let (Some(f), Some(t)) = (from, to) {
         if f >= t {
             return Err(WebError::BadRequest("from must be before to".into()));
@@ -226,6 +277,10 @@ pub fn parse_search(state: &AppState, p: &SearchParams) -> Result<ParsedSearch, 
             limit: per_page,
             sort,
             with_evidence: matches!(non_empty(&p.evidence), Some("1" | "true" | "yes")),
+            category,
+            sentiment,
+            source,
+            with_facets: true,
         },
         page,
         per_page,

@@ -122,6 +122,9 @@ async fn dashboard(state: State, p: DashboardParams, lang: Lang) -> Result<HttpR
     Ok(html(page.render()?))
 }
 
+/// A facet value, its count, and the link that adds it as a filter.
+type FacetEntry = (String, u64, String);
+
 pub struct PageLink {
     pub label: String,
     pub href: String,
@@ -142,6 +145,10 @@ struct SearchPage<'a> {
     prev: Option<PageLink>,
     next: Option<PageLink>,
     searched: bool,
+    /// (facet title, [(value, count, link that adds the filter)])
+    facets: Vec<(String, Vec<FacetEntry>)>,
+    export_csv: String,
+    export_jsonl: String,
 }
 
 pub async fn search_ja(
@@ -163,6 +170,10 @@ fn page_href(t: &Labels, p: &SearchParams, page: usize) -> String {
         ("q", &p.q),
         ("service", &p.service),
         ("kind", &p.kind),
+        ("category", &p.category),
+        ("sentiment", &p.sentiment),
+        ("source", &p.source),
+        ("range", &p.range),
         ("from", &p.from),
         ("to", &p.to),
         ("sort", &p.sort),
@@ -205,7 +216,13 @@ async fn search_page(state: State, p: SearchParams, lang: Lang) -> Result<HttpRe
         error: None,
         prev: None,
         next: None,
-        searched: p.q.is_some() || p.service.is_some(),
+        searched: p.q.is_some()
+            || p.service.is_some()
+            || p.category.is_some()
+            || p.sentiment.is_some(),
+        facets: Vec::new(),
+        export_csv: String::new(),
+        export_jsonl: String::new(),
     };
     let mut status = actix_web::http::StatusCode::OK;
     match parse_search(&state, &p) {
@@ -220,6 +237,39 @@ async fn search_page(state: State, p: SearchParams, lang: Lang) -> Result<HttpRe
             match state.index.search(&state.store, &parsed.request).await {
                 Ok(r) => {
                     page.total = r.total;
+                    let query_string = page_href(t, &p, 1);
+                    let query_string = query_string
+                        .split_once('?')
+                        .map(|(_, q)| q)
+                        .unwrap_or("")
+                        .to_string();
+                    page.export_csv = format!("/api/search.csv?{query_string}");
+                    page.export_jsonl = format!("/api/search.jsonl?{query_string}");
+                    for (name, values) in r.facets.clone().unwrap_or_default() {
+                        let title = t.facet_title(&name).to_string();
+                        let mut entries: Vec<FacetEntry> = values
+                            .into_iter()
+                            .map(|(value, n)| {
+                                let mut with = SearchParams {
+                                    page: None,
+                                    ..p.clone()
+                                };
+                                match name.as_str() {
+                                    "service" => with.service = Some(value.clone()),
+                                    "category" => with.category = Some(value.clone()),
+                                    "sentiment" => with.sentiment = Some(value.clone()),
+                                    "source" => with.source = Some(value.clone()),
+                                    _ => with.kind = Some(value.clone()),
+                                }
+                                (value, n, page_href(t, &with, 1))
+                            })
+                            .collect();
+                        entries.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                        entries.truncate(12);
+                        if !entries.is_empty() {
+                            page.facets.push((title, entries));
+                        }
+                    }
                     page.hits = r.hits;
                     if parsed.page > 1 {
                         page.prev = Some(PageLink {

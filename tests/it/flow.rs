@@ -72,7 +72,7 @@ async fn crawled_items_are_searchable_and_counted_per_jst_day() {
     let (app, server) = crawled_app().await;
 
     // Exact totals, computed from the fixture rows by substring.
-    for q in ["不正利用", "7pay", "二段階認証", "被害", "還元"] {
+    for q in ["不正利用", "二段階認証", "被害", "還元"] {
         let want = fixtures::count_containing(q);
         assert!(want > 0, "fixture has {q}");
         let (status, body) = app
@@ -82,6 +82,25 @@ async fn crawled_items_are_searchable_and_counted_per_jst_day() {
         assert_eq!(body["total"], want, "total for {q}: {body}");
         assert_eq!(body["hits"].as_array().unwrap().len(), want);
     }
+
+    // A service name finds its aliases too (セブンペイ, ナナペイ, ７ｐａｙ), and the reverse.
+    let want_7pay = fixtures::all_rows().filter(|r| r.mentions_7pay).count();
+    for q in ["7pay", "セブンペイ", "7PAY"] {
+        let (_, body) = app
+            .get_json(&format!("/api/search?q={}&per_page=100", enc(q)))
+            .await;
+        assert_eq!(body["total"], want_7pay, "{q}: {body}");
+    }
+    // Facets count the matching items.
+    let (_, body) = app
+        .get_json(&format!("/api/search?q={}", enc("不正利用")))
+        .await;
+    let kinds = &body["facets"]["kind"];
+    assert_eq!(
+        kinds["news"].as_u64().unwrap_or(0) + kinds["social"].as_u64().unwrap_or(0),
+        fixtures::count_containing("不正利用") as u64,
+        "{body}"
+    );
 
     // Hits carry the fixed shape, canonical URLs and highlighted snippets.
     let (_, body) = app
@@ -119,7 +138,6 @@ async fn crawled_items_are_searchable_and_counted_per_jst_day() {
         .get_json("/api/search?service=paypay&per_page=100")
         .await;
     assert_eq!(body["total"], 1, "{body}");
-    let want_7pay = fixtures::all_rows().filter(|r| r.mentions_7pay).count();
     let (_, body) = app.get_json("/api/search?service=7pay&per_page=100").await;
     assert_eq!(body["total"], want_7pay, "{body}");
 

@@ -6,6 +6,7 @@ mod crawler;
 mod fixtures;
 mod flow;
 mod fuzz;
+mod search;
 
 use kizashi::app::{AppState, Application};
 use kizashi::clock::ManualClock;

@@ -1,0 +1,170 @@
+//! Recall across Japanese variation, precision, the query language, facets and export.
+//! Word pairs here appear in no list inside the project: the rules must carry them.
+use crate::{enc, spawn_app_with, test_settings, TestApp};
+use kizashi::domain::{ItemKind, RawItem};
+
+const DOCS: &[(&str, &str)] = &[
+    ("numerals", "新しく3段階認証の仕組みを導入した"),
+    ("longvowel", "コンピューターの設定を見直した"),
+    ("longvowel2", "プリンタの調子が悪い"),
+    ("okurigana", "口座の取り扱いを停止する"),
+    ("inflection", "朝からアプリにログインできなかった"),
+    ("compound", "生体認証に対応した新しい端末"),
+    ("split", "カードを不正に送金された"),
+    ("kyoto", "京都で会議がある"),
+    ("tokyo", "東京都で会議がある"),
+    ("unknown", "ふわもこペイの新サービス"),
+    ("formula", "=HYPERLINK(\"http://evil\") と書いた投稿"),
+];
+
+async fn app_with_docs() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(test_settings(dir.path(), &[]), Some(dir)).await;
+    let raws: Vec<RawItem> = DOCS
+        .iter()
+        .enumerate()
+        .map(|(i, (id, text))| RawItem {
+            source: "recall".into(),
+            guid: Some((*id).into()),
+            url: format!("https://example.jp/{id}"),
+            title: String::new(),
+            body: (*text).into(),
+            published_at: Some(crate::test_now() - chrono::Duration::hours(i as i64 + 1)),
+            author: Some(format!("user{i}")),
+            kind: if *id == "formula" {
+                ItemKind::Social
+            } else {
+                ItemKind::News
+            },
+            bookmarks: None,
+        })
+        .collect();
+    app.state
+        .pipeline
+        .ingest(&app.state.store, raws, crate::test_now())
+        .await
+        .unwrap();
+    app.state.index_notify.notify_one();
+    app.wait_indexed().await;
+    app
+}
+
+async fn ids(app: &TestApp, q: &str) -> Vec<String> {
+    let (status, body) = app
+        .get_json(&format!("/api/search?q={}&per_page=100", enc(q)))
+        .await;
+    assert_eq!(status, 200, "{q}: {body}");
+    body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            h["url"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn japanese_variation_is_found_and_precision_holds() {
+    let app = app_with_docs().await;
+    // (query, document that must be found)
+    let rows = [
+        ("三段階認証", "numerals"),
+        ("コンピュータ", "longvowel"),
+        ("プリンター", "longvowel2"),
+        ("取扱い", "okurigana"),
+        ("ログインできない", "inflection"),
+        ("認証", "compound"),
+        ("不正送金", "split"),
+        ("もこペイ", "unknown"),
+    ];
+    for (q, want) in rows {
+        let found = ids(&app, q).await;
+        assert!(
+            found.contains(&want.to_string()),
+            "{q} should find {want}: {found:?}"
+        );
+    }
+    // 京都 ranks 京都 above 東京都; an exact phrase ranks first.
+    let found = ids(&app, "京都").await;
+    assert_eq!(
+        found.first().map(String::as_str),
+        Some("kyoto"),
+        "{found:?}"
+    );
+    let found = ids(&app, "\"東京都で会議\"").await;
+    assert_eq!(found, ["tokyo"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_language_facets_and_export() {
+    let app = app_with_docs().await;
+    // fields, NOT/-, OR
+    assert_eq!(ids(&app, "会議 -東京都").await, ["kyoto"]);
+    assert_eq!(ids(&app, "会議 NOT 東京都").await, ["kyoto"]);
+    let mut either = ids(&app, "端末 OR プリンタ").await;
+    either.sort();
+    assert_eq!(either, ["compound", "longvowel2"]);
+    assert_eq!(ids(&app, "kind:social").await, ["formula"]);
+    assert_eq!(ids(&app, "source:recall 生体認証").await, ["compound"]);
+    // sentiment and category filters as parameters
+    let (_, body) = app
+        .get_json("/api/search?category=suspension&per_page=100")
+        .await;
+    assert_eq!(body["total"], 1, "停止 → suspension: {body}");
+    // relative ranges from the clock: the first items are an hour and two hours old
+    let (_, body) = app.get_json("/api/search?range=24h&per_page=100").await;
+    assert_eq!(body["total"], DOCS.len());
+    let (status, _) = app.get_json("/api/search?range=1y").await;
+    assert_eq!(status, 400);
+    // facets on the API
+    let (_, body) = app
+        .get_json(&format!("/api/search?q={}", enc("会議")))
+        .await;
+    assert_eq!(body["facets"]["kind"]["news"], 2, "{body}");
+    assert_eq!(body["facets"]["source"]["recall"], 2);
+    // CSV: BOM, header, formula cells neutralized; JSON Lines: one object per item
+    let csv = app
+        .client
+        .get(format!("{}/api/search.csv?q={}", app.base, enc("投稿")))
+        .send()
+        .await
+        .unwrap();
+    assert!(csv.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let csv = csv.bytes().await.unwrap();
+    assert!(csv.starts_with("\u{feff}id,".as_bytes()));
+    let text = String::from_utf8(csv.to_vec()).unwrap();
+    assert!(
+        text.contains(",\"'=HYPERLINK(\"\"http://evil\"\") と書いた投稿\","),
+        "{text}"
+    );
+    let jsonl = app
+        .client
+        .get(format!("{}/api/search.jsonl?q={}", app.base, enc("会議")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rows: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    // news export as snippet, not full text; the field is there
+    assert!(rows.iter().all(|r| r["kind"] == "news"
+        && r["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://example.jp/")));
+}
