@@ -34,6 +34,10 @@ pub struct Classifier {
     polarity_phrases: Vec<(String, f64)>,
     /// single-token terms by katakana reading, for words written in kana (こわい → 怖い)
     by_reading: HashMap<String, f64>,
+    /// Every multi-character needle above (aliases, exclusions, category terms, phrases) and
+    /// one automaton that finds them all in a sentence at once.
+    needles: Vec<String>,
+    automaton: aho_corasick::AhoCorasick,
 }
 
 fn is_kana(s: &str) -> bool {
@@ -61,19 +65,19 @@ struct Sentence<'a> {
     raw: String,
     /// Ends with a question mark or a question particle.
     question: bool,
+    /// Every occurrence of every dictionary needle in `compact` (byte ranges), found in one
+    /// Aho–Corasick pass.
+    matches: HashMap<&'a str, Vec<(usize, usize)>>,
 }
 
-impl Sentence<'_> {
+impl<'a> Sentence<'a> {
     /// Token-aligned occurrences of `needle`: (first token index, one past the last).
     fn find_aligned(&self, needle: &str) -> Vec<(usize, usize)> {
-        if needle.is_empty() {
-            return Vec::new();
-        }
-        self.compact
-            .match_indices(needle)
-            .filter_map(|(at, m)| {
+        self.find_any(needle)
+            .into_iter()
+            .filter_map(|(at, end)| {
                 let first = self.bounds.binary_search(&at).ok()?;
-                let last = self.bounds.binary_search(&(at + m.len())).ok()?;
+                let last = self.bounds.binary_search(&end).ok()?;
                 Some((first, last))
             })
             .collect()
@@ -81,13 +85,18 @@ impl Sentence<'_> {
 
     /// Byte ranges of `needle` in the compact form, aligned or not.
     fn find_any(&self, needle: &str) -> Vec<(usize, usize)> {
-        if needle.is_empty() {
-            return Vec::new();
+        self.matches.get(needle).cloned().unwrap_or_default()
+    }
+
+    fn annotate(&mut self, ac: &aho_corasick::AhoCorasick, needles: &'a [String]) {
+        for m in ac.find_overlapping_iter(&self.compact) {
+            if let Some(n) = needles.get(m.pattern().as_usize()) {
+                self.matches
+                    .entry(n.as_str())
+                    .or_default()
+                    .push((m.start(), m.end()));
+            }
         }
-        self.compact
-            .match_indices(needle)
-            .map(|(at, m)| (at, at + m.len()))
-            .collect()
     }
 }
 
@@ -157,6 +166,7 @@ fn build_sentence(tokens: Vec<&Token>, raw: String) -> Sentence<'_> {
         bounds,
         raw,
         question,
+        matches: HashMap::new(),
     }
 }
 
@@ -477,6 +487,25 @@ impl Classifier {
                 }
             }
         }
+        let mut needles: Vec<String> = services
+            .iter()
+            .flat_map(|s: &ServiceMatcher| s.aliases.iter().chain(&s.exclusions).cloned())
+            .chain(
+                categories
+                    .iter()
+                    .flat_map(|c: &CategoryMatcher| c.terms.iter().map(|(n, _)| n.clone())),
+            )
+            .chain(
+                polarity_phrases
+                    .iter()
+                    .map(|(p, _): &(String, f64)| p.clone()),
+            )
+            .filter(|n| !n.is_empty())
+            .collect();
+        needles.sort();
+        needles.dedup();
+        let automaton = aho_corasick::AhoCorasick::new(&needles)
+            .map_err(|e| TextError::Dictionary(e.to_string()))?;
         // Longer phrases first: 「問題ない」 wins over 「問題」.
         polarity_phrases.sort_by_key(|p: &(String, f64)| std::cmp::Reverse(p.0.len()));
         Ok(Self {
@@ -485,6 +514,8 @@ impl Classifier {
             polarity,
             polarity_phrases,
             by_reading,
+            needles,
+            automaton,
         })
     }
 
@@ -733,7 +764,10 @@ impl Classifier {
 
     /// Classifies one item whose parts (title, body …) were tokenized once each.
     pub fn classify(&self, parts: &[(&str, &[Token])]) -> Analysis {
-        let sentences = sentences(parts);
+        let mut sentences = sentences(parts);
+        for s in &mut sentences {
+            s.annotate(&self.automaton, &self.needles);
+        }
         let mut services: BTreeSet<(usize, &str)> = BTreeSet::new();
         let mut per_service: HashMap<&str, f64> = HashMap::new();
         let mut total = 0.0;
