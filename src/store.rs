@@ -654,6 +654,47 @@ impl Store {
         Ok(out)
     }
 
+    /// Saved searches, by name: (id, name, query string).
+    pub async fn saved_searches(&self) -> Result<Vec<(i64, String, String)>> {
+        Ok(
+            sqlx::query("SELECT id, name, query FROM saved_searches ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
+        )
+    }
+
+    /// Saves (or replaces, by name) a search; returns its id.
+    pub async fn save_search(&self, name: &str, query: &str, now: DateTime<Utc>) -> Result<i64> {
+        let mut tx = self.write_tx().await?;
+        let id: i64 = sqlx::query(
+            "INSERT INTO saved_searches (name, query, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET query = excluded.query
+             RETURNING id",
+        )
+        .bind(name)
+        .bind(query)
+        .bind(ms(now))
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn delete_saved_search(&self, id: i64) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let n = sqlx::query("DELETE FROM saved_searches WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
     /// The largest item id (0 when empty).
     pub async fn max_item_id(&self) -> Result<i64> {
         Ok(sqlx::query("SELECT COALESCE(MAX(id), 0) FROM items")

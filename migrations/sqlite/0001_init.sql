@@ -111,3 +111,11 @@ CREATE TABLE changes (
     item_id BIGINT NOT NULL,
     at      BIGINT NOT NULL
 );
+
+-- Named queries shared within the team; the dashboard shows them as panels.
+CREATE TABLE saved_searches (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    query      TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);

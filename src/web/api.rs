@@ -247,6 +247,63 @@ pub async fn export_jsonl(
 }
 
 #[derive(Debug, Deserialize)]
+pub struct SavedSearchForm {
+    pub name: String,
+    /// The search's query string, e.g. `q=不正利用&service=7pay`.
+    pub query: String,
+}
+
+/// Checks a saved search: a name, and a query string the search API accepts.
+pub fn validate_saved(
+    state: &crate::app::AppState,
+    form: &SavedSearchForm,
+) -> Result<(String, String), WebError> {
+    let name = form.name.trim();
+    if name.is_empty() || name.chars().count() > 80 {
+        return Err(WebError::BadRequest("name: 1 to 80 characters".into()));
+    }
+    let query = form.query.trim().trim_start_matches('?');
+    let params: SearchParams = serde_urlencoded::from_str(query)
+        .map_err(|e| WebError::BadRequest(format!("query: not a search query string ({e})")))?;
+    parse_search(state, &params)?;
+    Ok((name.to_string(), query.to_string()))
+}
+
+pub async fn saved_searches(state: State) -> Result<HttpResponse, WebError> {
+    let rows: Vec<serde_json::Value> = state
+        .store
+        .saved_searches()
+        .await?
+        .into_iter()
+        .map(|(id, name, query)| serde_json::json!({ "id": id, "name": name, "query": query, "url": format!("/search?{query}") }))
+        .collect();
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+pub async fn create_saved_search(
+    state: State,
+    body: web::Json<SavedSearchForm>,
+) -> Result<HttpResponse, WebError> {
+    let (name, query) = validate_saved(&state, &body)?;
+    let id = state
+        .store
+        .save_search(&name, &query, state.clock.now())
+        .await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({ "id": id, "name": name, "query": query })))
+}
+
+pub async fn delete_saved_search(
+    state: State,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, WebError> {
+    if state.store.delete_saved_search(id.into_inner()).await? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(WebError::NotFound)
+    }
+}
+
+#[derive(Debug, Deserialize)]
 pub struct AnalyzeRequest {
     texts: Vec<String>,
 }

@@ -67,7 +67,17 @@ fn viewer_routes(cfg: &mut web::ServiceConfig) {
         .route("/api/search.csv", web::get().to(api::export_csv))
         .route("/api/search.jsonl", web::get().to(api::export_jsonl))
         .route("/api/timeseries", web::get().to(api::timeseries))
-        .route("/api/analyze", web::post().to(api::analyze));
+        .route("/api/analyze", web::post().to(api::analyze))
+        .route("/api/saved-searches", web::get().to(api::saved_searches))
+        .route(
+            "/api/saved-searches",
+            web::post().to(api::create_saved_search),
+        )
+        .route(
+            "/api/saved-searches/{id}",
+            web::delete().to(api::delete_saved_search),
+        )
+        .route("/saved-searches", web::post().to(pages::save_search_form));
 }
 
 /// Actions that change what the system does (operator role once accounts exist).

@@ -20,6 +20,8 @@ pub struct ServicePanel {
     pub name: String,
     pub total: u64,
     pub chart: BarChart,
+    /// Where the panel's 「検索 →」 link leads.
+    pub search_href: String,
 }
 
 #[derive(Template)]
@@ -99,10 +101,42 @@ async fn dashboard(state: State, p: DashboardParams, lang: Lang) -> Result<HttpR
             t.count_axis,
         );
         panels.push(ServicePanel {
+            search_href: format!("{}/search?service={slug}", t.prefix),
             slug,
             name,
             total: b.iter().map(|b| b.mentions).sum(),
             chart,
+        });
+    }
+    // Saved searches as extra panels.
+    for (i, (id, name, query)) in state.store.saved_searches().await?.into_iter().enumerate() {
+        let Ok(params) = serde_urlencoded::from_str::<SearchParams>(&query) else {
+            continue;
+        };
+        let Ok(mut parsed) = parse_search(&state, &params) else {
+            continue;
+        };
+        parsed.request.from = Some(parsed.request.from.map_or(from, |f| f.max(from)));
+        parsed.request.to = Some(parsed.request.to.map_or(to, |x| x.min(to)));
+        let Ok(times) = state.index.matching_times(&parsed.request) else {
+            continue;
+        };
+        let b = buckets(&times, Interval::Day, from, to).map_err(WebError::BadRequest)?;
+        let unit = if lang == Lang::Ja { "件" } else { "items" };
+        panels.push(ServicePanel {
+            slug: format!("saved-{id}"),
+            name: format!("🔎 {name}"),
+            total: b.iter().map(|b| b.mentions).sum(),
+            chart: daily_bars(
+                &format!("chart-saved-{id}"),
+                &name,
+                &b,
+                PALETTE[(i + 3) % PALETTE.len()],
+                unit,
+                t.date_axis,
+                t.count_axis,
+            ),
+            search_href: format!("{}/search?{query}", t.prefix),
         });
     }
     let date = |ms: i64| {
@@ -149,6 +183,27 @@ struct SearchPage<'a> {
     facets: Vec<(String, Vec<FacetEntry>)>,
     export_csv: String,
     export_jsonl: String,
+    /// The current query string, for 「この検索を保存」.
+    save_query: String,
+    /// Saved searches: (name, link).
+    saved: Vec<(String, String)>,
+    /// Matching items per JST day over the last 30 days.
+    volume: Option<BarChart>,
+}
+
+/// The search page's 「この検索を保存」 form: saves, then shows the saved search.
+pub async fn save_search_form(
+    state: State,
+    form: web::Form<super::api::SavedSearchForm>,
+) -> Result<HttpResponse, WebError> {
+    let (name, query) = super::api::validate_saved(&state, &form)?;
+    state
+        .store
+        .save_search(&name, &query, state.clock.now())
+        .await?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header(("Location", format!("/search?{query}")))
+        .finish())
 }
 
 pub async fn search_ja(
@@ -223,6 +278,15 @@ async fn search_page(state: State, p: SearchParams, lang: Lang) -> Result<HttpRe
         facets: Vec::new(),
         export_csv: String::new(),
         export_jsonl: String::new(),
+        save_query: String::new(),
+        saved: state
+            .store
+            .saved_searches()
+            .await?
+            .into_iter()
+            .map(|(_, name, query)| (name, format!("{}/search?{query}", t.prefix)))
+            .collect(),
+        volume: None,
     };
     let mut status = actix_web::http::StatusCode::OK;
     match parse_search(&state, &p) {
@@ -245,6 +309,29 @@ async fn search_page(state: State, p: SearchParams, lang: Lang) -> Result<HttpRe
                         .to_string();
                     page.export_csv = format!("/api/search.csv?{query_string}");
                     page.export_jsonl = format!("/api/search.jsonl?{query_string}");
+                    page.save_query = query_string
+                        .trim_end_matches("page=1")
+                        .trim_end_matches('&')
+                        .to_string();
+                    let today = floor(state.clock.now().timestamp_millis(), Interval::Day);
+                    let (to, from) = (today + DAY, today - 29 * DAY);
+                    let mut window = parsed.request.clone();
+                    window.from = Some(window.from.map_or(from, |f| f.max(from)));
+                    window.to = Some(window.to.map_or(to, |x| x.min(to)));
+                    if let Ok(times) = state.index.matching_times(&window) {
+                        if let Ok(b) = buckets(&times, Interval::Day, from, to) {
+                            let unit = if lang == Lang::Ja { "件" } else { "items" };
+                            page.volume = Some(daily_bars(
+                                "volume",
+                                t.mentions_per_day,
+                                &b,
+                                PALETTE[0],
+                                unit,
+                                t.date_axis,
+                                t.count_axis,
+                            ));
+                        }
+                    }
                     for (name, values) in r.facets.clone().unwrap_or_default() {
                         let title = t.facet_title(&name).to_string();
                         let mut entries: Vec<FacetEntry> = values

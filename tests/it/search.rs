@@ -168,3 +168,65 @@ async fn query_language_facets_and_export() {
             .unwrap()
             .starts_with("https://example.jp/")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_searches_are_shared_and_become_dashboard_panels() {
+    let app = app_with_docs().await;
+    let post = |body: serde_json::Value| {
+        app.client
+            .post(format!("{}/api/saved-searches", app.base))
+            .json(&body)
+            .send()
+    };
+    let r = post(serde_json::json!({ "name": "会議の話題", "query": "q=会議&kind=news" }))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    for bad in [
+        serde_json::json!({ "name": "", "query": "q=x" }),
+        serde_json::json!({ "name": "x", "query": "per_page=1000" }),
+        serde_json::json!({ "name": "x", "query": "service=nopay" }),
+    ] {
+        assert_eq!(post(bad.clone()).await.unwrap().status(), 400, "{bad}");
+    }
+    let (_, list) = app.get_json("/api/saved-searches").await;
+    assert_eq!(list[0]["name"], "会議の話題");
+    assert_eq!(list[0]["url"], "/search?q=会議&kind=news");
+    // A panel on the dashboard, counting what the query matches (the window holds both items).
+    let (_, html) = app.get_text("/?from=2019-07-01&to=2019-07-06").await;
+    assert!(
+        html.contains(&format!("id=\"service-saved-{id}\"")),
+        "panel present"
+    );
+    assert!(html.contains(&format!("id=\"service-saved-{id}\" data-service=\"saved-{id}\">\n    <h2>🔎 会議の話題 <span class=\"total\">合計 <strong data-total=\"2\">")), "{html}");
+    // The search page's form saves too, then shows the search.
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirect
+        .post(format!("{}/saved-searches", app.base))
+        .form(&[("name", "端末"), ("query", "q=端末")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/search?q=端末");
+    let r = app
+        .client
+        .delete(format!("{}/api/saved-searches/{id}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = app
+        .client
+        .delete(format!("{}/api/saved-searches/{id}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
