@@ -97,6 +97,8 @@ struct RawSource {
     #[serde(default)]
     fetch_article: bool,
     #[serde(default)]
+    verify_deletions_days: Option<u32>,
+    #[serde(default)]
     identifier: Option<String>,
     #[serde(default)]
     app_password: Option<String>,
@@ -227,6 +229,9 @@ pub struct SourceConfig {
     pub query: Option<String>,
     /// Fetch each new item's page and keep its main text (robots.txt honoured).
     pub fetch_article: bool,
+    /// Items first seen within this many days that drop out of the feed are checked at their
+    /// URL; a 404 or 410 deletes them (deleted at the source).
+    pub verify_deletions_days: Option<u32>,
     /// Bluesky sign-in (from the config or the environment variable it names).
     pub credentials: Option<Credentials>,
 }
@@ -403,6 +408,7 @@ impl Settings {
                 },
                 query: s.query.clone().filter(|q| !q.trim().is_empty()),
                 fetch_article: s.fetch_article,
+                verify_deletions_days: s.verify_deletions_days.filter(|d| *d > 0),
                 credentials: match (&s.identifier, &s.app_password, &s.app_password_env) {
                     (None, None, None) => None,
                     (Some(id), Some(pw), None) => Some(Credentials {

@@ -23,6 +23,8 @@ pub struct CrawlSummary {
     /// The feed answered 200 with the same bytes for longer than `crawl.stale_after_hours`.
     pub stale: bool,
     pub backoff_until: Option<String>,
+    /// Items that dropped out of the feed and answered 404/410 at their URL.
+    pub deleted_items: u64,
 }
 
 /// Exponential backoff: base × 2^(failures−1), capped at six hours, never shorter than the
@@ -52,6 +54,7 @@ pub async fn crawl_source(state: &AppState, source: &SourceRow) -> CrawlSummary 
         charset: None,
         stale: false,
         backoff_until: None,
+        deleted_items: 0,
     };
     if let Some(until) = source.backoff_until.filter(|u| *u > now.timestamp_millis()) {
         summary.status = "backing_off".into();
@@ -109,6 +112,10 @@ pub async fn crawl_source(state: &AppState, source: &SourceRow) -> CrawlSummary 
                 Ok(mut parsed) => {
                     if source.fetch_article {
                         enrich_with_articles(state, &mut parsed.items).await;
+                    }
+                    if let Some(days) = source.verify_deletions_days {
+                        let gone = verify_deletions(state, source, &parsed.items, days, now).await;
+                        summary.deleted_items = gone;
                     }
                     summary.seen_items = parsed.items.len() as u64;
                     summary.charset = Some(parsed.charset.to_string());
@@ -179,6 +186,54 @@ pub async fn crawl_source(state: &AppState, source: &SourceRow) -> CrawlSummary 
         tracing::info!(source = %source.name, new = summary.new_items, seen = summary.seen_items, "crawled");
     }
     summary
+}
+
+/// Items deleted at the source: recent items of this source that are no longer in the feed are
+/// fetched at their URL; a 404 or 410 deletes them (and so removes them from the index).
+async fn verify_deletions(
+    state: &AppState,
+    source: &SourceRow,
+    present: &[crate::domain::RawItem],
+    days: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> u64 {
+    let since = now.timestamp_millis() - days * 86_400_000;
+    let Ok(recent) = state.store.recent_items_of(&source.name, since).await else {
+        return 0;
+    };
+    let in_feed: std::collections::HashSet<String> = present
+        .iter()
+        .filter_map(|r| {
+            crate::pipeline::canonical_url(&r.url).map(|u| crate::pipeline::identity(r, &u))
+        })
+        .collect();
+    let mut deleted = 0;
+    for (identity, url) in recent.into_iter().filter(|(id, _)| !in_feed.contains(id)) {
+        let gone = matches!(
+            state.http.fetch(&url, None, None).await,
+            Err(crate::crawl::CrawlError::Status {
+                status: 404 | 410,
+                ..
+            })
+        );
+        if gone {
+            let filter = crate::store::DeleteFilter {
+                url: Some(url.clone()),
+                source: Some(source.name.clone()),
+                ..Default::default()
+            };
+            match state.store.delete_items(&filter, now).await {
+                Ok(n) => deleted += n,
+                Err(e) => {
+                    tracing::error!(%identity, error = %e, "cannot delete an item gone at the source")
+                }
+            }
+        }
+    }
+    if deleted > 0 {
+        state.index_notify.notify_one();
+    }
+    deleted
 }
 
 /// Replaces the feed's summary of each item not stored yet by the main text of its page, when

@@ -142,6 +142,7 @@ pub struct SourceRow {
     pub body_changed_at: Option<i64>,
     pub query: Option<String>,
     pub fetch_article: bool,
+    pub verify_deletions_days: Option<i64>,
 }
 
 /// What a fetch of a source ended with.
@@ -281,7 +282,7 @@ impl Store {
             "SELECT id, name, kind, url, schedule, item_kind, enabled, last_fetch_at, last_status,
                     last_error, etag, last_modified, new_items, seen_items, timezone,
                     retention_days, failures, backoff_until, charset_decision, body_hash,
-                    body_changed_at, query, fetch_article
+                    body_changed_at, query, fetch_article, verify_deletions_days
              FROM sources ORDER BY name",
         )
         .fetch_all(&self.pool)
@@ -312,6 +313,7 @@ impl Store {
                 body_changed_at: r.get(20),
                 query: r.get(21),
                 fetch_article: r.get::<i64, _>(22) != 0,
+                verify_deletions_days: r.get(23),
             })
             .collect())
     }
@@ -857,6 +859,22 @@ impl Store {
         Ok(a.zip(b))
     }
 
+    /// (identity, url) of a source's items first seen at or after `since` (epoch ms).
+    pub async fn recent_items_of(&self, source: &str, since: i64) -> Result<Vec<(String, String)>> {
+        Ok(
+            sqlx::query(
+                "SELECT identity, url FROM items WHERE source = $1 AND first_seen_at >= $2",
+            )
+            .bind(source)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect(),
+        )
+    }
+
     /// Whether an item with this identity is stored.
     pub async fn has_identity(&self, identity: &str) -> Result<bool> {
         Ok(sqlx::query("SELECT 1 FROM items WHERE identity = $1")
@@ -921,8 +939,8 @@ async fn insert_source(
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO sources (name, kind, url, schedule, item_kind, enabled, created_at, timezone,
-                              retention_days, query, fetch_article)
-         VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $9, $10) ON CONFLICT (name) DO NOTHING",
+                              retention_days, query, fetch_article, verify_deletions_days)
+         VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $9, $10, $11) ON CONFLICT (name) DO NOTHING",
     )
     .bind(s.name.as_str())
     .bind(s.kind.as_str())
@@ -934,6 +952,7 @@ async fn insert_source(
     .bind(s.retention_days.map(i64::from))
     .bind(&s.query)
     .bind(i64::from(s.fetch_article))
+    .bind(s.verify_deletions_days.map(i64::from))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -26,6 +26,8 @@ CREATE TABLE sources (
     query         TEXT,
     -- fetch each new item's page and keep its main text (robots.txt honoured)
     fetch_article INTEGER NOT NULL DEFAULT 0,
+    -- items of the last N days missing from the feed are checked; 404/410 deletes them
+    verify_deletions_days BIGINT,
     retention_days BIGINT,
     -- consecutive failures and the time before which the source is not fetched again
     failures      BIGINT NOT NULL DEFAULT 0,

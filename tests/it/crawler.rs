@@ -502,3 +502,64 @@ async fn edits_update_in_place_and_stale_feeds_are_flagged() {
         .unwrap()
         .contains("has not changed"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_deleted_at_the_source_leave_the_index() {
+    let server = FixtureServer::start().await;
+    let b = server.base.clone();
+    let feed = |ids: &[&str]| {
+        let items: String = ids
+            .iter()
+            .map(|i| {
+                format!("<item><title>PayPay障害の続報{i}</title><link>{b}/items/{i}</link></item>")
+            })
+            .collect();
+        format!("<rss version=\"2.0\"><channel><title>t</title>{items}</channel></rss>")
+    };
+    for i in ["a", "b", "c"] {
+        server.set(
+            &format!("/items/{i}"),
+            Response::ok("text/html", "<p>記事</p>"),
+        );
+    }
+    server.set(
+        "/f.xml",
+        Response::ok("application/rss+xml", feed(&["a", "b", "c"])),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "bind = \"127.0.0.1:0\"\ndata_dir = {:?}\n[crawl]\nallow_private_networks = true\nper_host_interval_ms = 1\n\
+         [[sources]]\nname = \"v\"\nurl = \"{b}/f.xml\"\nverify_deletions_days = 7\nschedule = \"0 0 0 1 1 *\"\n",
+        dir.path().display().to_string()
+    );
+    let settings =
+        kizashi::config::Settings::from_sources(Some(("t.toml", &toml)), std::iter::empty())
+            .unwrap();
+    let app = spawn_app_with(settings, Some(dir)).await;
+    assert_eq!(crawl(&app).await["v"]["new_items"], 3);
+    // b is withdrawn by the publisher (404); c merely rolled out of the feed (still 200).
+    server.set("/items/b", Response::status(404));
+    server.set("/f.xml", Response::ok("application/rss+xml", feed(&["a"])));
+    let s = crawl(&app).await;
+    assert_eq!(s["v"]["deleted_items"], 1, "{:?}", s["v"]);
+    app.wait_indexed().await;
+    let (_, body) = app
+        .get_json(&format!("/api/search?q={}&per_page=10", crate::enc("続報")))
+        .await;
+    let mut urls: Vec<String> = body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            h["url"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    urls.sort();
+    assert_eq!(urls, ["a", "c"], "{body}");
+}
