@@ -62,6 +62,11 @@ enum Command {
         #[arg(long)]
         errors: bool,
     },
+    /// Write a consistent copy of the database to FILE while everything keeps running.
+    Backup { file: PathBuf },
+    /// Replace the database by a backup (stop the server first); the index is rebuilt at the
+    /// next start.
+    Restore { file: PathBuf },
     /// Show every source with its crawl state.
     Sources {
         /// Print a JSON array instead of a table.
@@ -225,6 +230,24 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
                     "scores": scores,
                     "evidence_overlap": { "rows": with_gold, "overlapping": overlapping },
                 })
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup { file } => {
+            let store = crate::store::Store::open(&settings.data_dir).await?;
+            store.backup(&file).await?;
+            println!(
+                "{}",
+                serde_json::json!({ "backup": file.display().to_string(), "items": store.item_count().await? })
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { file } => {
+            crate::store::Store::restore(&settings.data_dir, &file, clock.now()).await?;
+            let store = crate::store::Store::open(&settings.data_dir).await?;
+            println!(
+                "{}",
+                serde_json::json!({ "restored": file.display().to_string(), "items": store.item_count().await?, "reindex": "at the next start of kizashi serve" })
             );
             Ok(ExitCode::SUCCESS)
         }

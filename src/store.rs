@@ -209,6 +209,75 @@ impl Store {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    /// Writes a consistent copy of the live database to `path` (SQLite `VACUUM INTO`: a read
+    /// transaction, so writers go on). Refuses to overwrite an existing file.
+    pub async fn backup(&self, path: &Path) -> Result<()> {
+        if path.exists() {
+            return Err(StoreError::Corrupt(format!(
+                "{} exists; choose a new file",
+                path.display()
+            )));
+        }
+        sqlx::query("VACUUM INTO $1")
+            .bind(path.display().to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Replaces the database in `data_dir` by the backup at `file` (the server must be
+    /// stopped), after checking it is a kizashi database; the search index is rebuilt at the
+    /// next start. The replaced database is kept beside it.
+    pub async fn restore(data_dir: &Path, file: &Path, now: DateTime<Utc>) -> Result<()> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(file)
+            .read_only(true);
+        let probe = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        let ok = sqlx::query("SELECT COUNT(*) FROM items")
+            .fetch_one(&probe)
+            .await
+            .is_ok()
+            && sqlx::query("SELECT COUNT(*) FROM changes")
+                .fetch_one(&probe)
+                .await
+                .is_ok();
+        probe.close().await;
+        if !ok {
+            return Err(StoreError::Corrupt(format!(
+                "{} is not a kizashi backup",
+                file.display()
+            )));
+        }
+        let live = data_dir.join("kizashi.sqlite");
+        let io = |e: std::io::Error| StoreError::DataDir {
+            path: data_dir.display().to_string(),
+            source: e,
+        };
+        std::fs::create_dir_all(data_dir).map_err(io)?;
+        if live.exists() {
+            let aside = data_dir.join(format!(
+                "kizashi.sqlite.before-restore-{}",
+                std::process::id()
+            ));
+            std::fs::rename(&live, aside).map_err(io)?;
+        }
+        for ext in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(data_dir.join(format!("kizashi.sqlite{ext}")));
+        }
+        std::fs::copy(file, &live).map_err(io)?;
+        // The index reflects the old database: a new generation makes the server rebuild it.
+        let store = Store::open(data_dir).await?;
+        // (The restore time: no earlier index can carry that generation.)
+        store
+            .set_meta("reindex_generation", &ms(now).to_string())
+            .await?;
+        store.close().await;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

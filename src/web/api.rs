@@ -15,6 +15,19 @@ pub async fn healthz(state: State) -> Result<HttpResponse, WebError> {
     })))
 }
 
+/// Ready when the search index has applied every committed change.
+pub async fn readyz(state: State) -> Result<HttpResponse, WebError> {
+    let last = state.store.last_change().await?;
+    let applied = state.index.applied_seq();
+    let body =
+        serde_json::json!({ "ready": applied >= last, "index_lag": (last - applied).max(0) });
+    Ok(if applied >= last {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    })
+}
+
 pub async fn search(
     state: State,
     params: web::Query<SearchParams>,

@@ -53,6 +53,7 @@ pub fn server(
 /// Open to anyone, always: health and static assets (later: the status page).
 fn public_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(api::healthz))
+        .route("/readyz", web::get().to(api::readyz))
         .route("/static/{name}", web::get().to(static_file));
 }
 

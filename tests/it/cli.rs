@@ -323,3 +323,78 @@ async fn crawl_once_sources_json_and_delete_reach_the_index() {
     assert_eq!(out.status.code(), Some(2));
     drop(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_while_running_and_restore_with_a_rebuilt_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..5)
+        .map(|i| {
+            line(
+                i,
+                &format!("記事{i}"),
+                "7payの不正利用",
+                "2019-07-03T10:00:00+09:00",
+                "news",
+            )
+        })
+        .collect();
+    let (code, _, err) = run_with_stdin(
+        {
+            let mut c = kizashi(dir.path());
+            c.args(["import", "-"]);
+            c
+        },
+        &lines.join("\n"),
+    );
+    assert_eq!(code, 0, "{err}");
+    let app = spawn_app_with(test_settings(dir.path(), &[]), None).await;
+    app.wait_indexed().await;
+    let (_, ready) = app.get_json("/readyz").await;
+    assert_eq!(ready["ready"], true);
+    // Online backup while the server runs.
+    let backup = dir.path().join("backup.sqlite");
+    let out = kizashi(dir.path())
+        .args(["backup", backup.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"items\":5"));
+    let again = kizashi(dir.path())
+        .args(["backup", backup.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "an existing file is never overwritten"
+    );
+    // Restore into a fresh data directory; the next start rebuilds the index from it.
+    let other = tempfile::tempdir().unwrap();
+    let out = kizashi(other.path())
+        .args(["restore", backup.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restored = spawn_app_with(test_settings(other.path(), &[]), None).await;
+    restored.wait_indexed().await;
+    let (_, body) = restored
+        .get_json(&format!("/api/search?q={}", enc("不正利用")))
+        .await;
+    assert_eq!(body["total"], 5, "{body}");
+    // Not a kizashi database: refused, nothing replaced.
+    let junk = other.path().join("junk.sqlite");
+    std::fs::write(&junk, b"not a database").unwrap();
+    let out = kizashi(other.path())
+        .args(["restore", junk.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    drop((dir, other));
+}
