@@ -118,6 +118,89 @@ pub fn buckets(
         .collect())
 }
 
+/// One mention as the time series counts it: when, what kind, by whom, and the sentiment of
+/// the (item, service) pair (or of the item when no service is selected).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mention {
+    pub at: i64,
+    pub social: bool,
+    pub author: Option<String>,
+    pub label: crate::domain::SentimentLabel,
+    pub score: f64,
+}
+
+/// A bucket with the breakdown the dashboard charts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BucketStats {
+    pub start: String,
+    pub mentions: u64,
+    /// Distinct authors of the social mentions (one account posting fifty times is one).
+    pub authors: u64,
+    pub news: u64,
+    pub social: u64,
+    pub negative: u64,
+    pub neutral: u64,
+    pub positive: u64,
+    /// Mean sentiment score of the bucket's mentions; None when it has none.
+    pub mean_sentiment: Option<f64>,
+}
+
+/// Counts mentions into JST buckets covering [from, to), with kinds, unique social authors,
+/// sentiment shares and mean score.
+pub fn bucket_stats(
+    mentions: &[Mention],
+    interval: Interval,
+    from: i64,
+    to: i64,
+) -> Result<Vec<BucketStats>, String> {
+    use crate::domain::SentimentLabel::*;
+    let base = buckets(&[], interval, from, to)?;
+    let step = interval.millis();
+    let start = floor(from, interval);
+    let mut stats: Vec<BucketStats> = base
+        .into_iter()
+        .map(|b| BucketStats {
+            start: b.start,
+            mentions: 0,
+            authors: 0,
+            news: 0,
+            social: 0,
+            negative: 0,
+            neutral: 0,
+            positive: 0,
+            mean_sentiment: None,
+        })
+        .collect();
+    let mut authors: Vec<std::collections::HashSet<&str>> = vec![Default::default(); stats.len()];
+    let mut sums = vec![0.0f64; stats.len()];
+    for m in mentions.iter().filter(|m| m.at >= from && m.at < to) {
+        let i = ((m.at - start) / step) as usize;
+        let Some(b) = stats.get_mut(i) else { continue };
+        b.mentions += 1;
+        if m.social {
+            b.social += 1;
+            if let Some(a) = &m.author {
+                authors[i].insert(a);
+            }
+        } else {
+            b.news += 1;
+        }
+        match m.label {
+            Negative => b.negative += 1,
+            Neutral => b.neutral += 1,
+            Positive => b.positive += 1,
+        }
+        sums[i] += m.score;
+    }
+    for (i, b) in stats.iter_mut().enumerate() {
+        b.authors = authors[i].len() as u64;
+        if b.mentions > 0 {
+            b.mean_sentiment = Some((sums[i] / b.mentions as f64 * 1000.0).round() / 1000.0);
+        }
+    }
+    Ok(stats)
+}
+
 /// The default window when the caller gives none: from the earliest data (or 30 days before
 /// `now`, whichever is earlier) to the end of the bucket holding `now` or the latest data.
 pub fn default_window(
@@ -189,6 +272,35 @@ mod tests {
     fn parse_time_accepts_rfc3339_and_jst_dates() {
         assert_eq!(t("2019-07-03"), t("2019-07-03T00:00:00+09:00"));
         assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn bucket_stats_break_down_kinds_authors_and_sentiment() {
+        use crate::domain::SentimentLabel::*;
+        let m = |at: &str, social: bool, author: Option<&str>, label, score| Mention {
+            at: t(at),
+            social,
+            author: author.map(String::from),
+            label,
+            score,
+        };
+        let rows = [
+            m("2019-07-03T10:00:00+09:00", true, Some("a"), Negative, -0.8),
+            m("2019-07-03T11:00:00+09:00", true, Some("a"), Negative, -0.6),
+            m("2019-07-03T12:00:00+09:00", true, Some("b"), Neutral, 0.0),
+            m("2019-07-03T23:59:59+09:00", false, None, Positive, 0.4),
+            m("2019-07-04T00:00:00+09:00", false, None, Negative, -1.0),
+        ];
+        let s = bucket_stats(&rows, Interval::Day, t("2019-07-03"), t("2019-07-05")).unwrap();
+        assert_eq!(
+            (s[0].mentions, s[0].social, s[0].news, s[0].authors),
+            (4, 3, 1, 2)
+        );
+        assert_eq!((s[0].negative, s[0].neutral, s[0].positive), (2, 1, 1));
+        assert_eq!(s[0].mean_sentiment, Some(-0.25));
+        assert_eq!((s[1].mentions, s[1].mean_sentiment), (1, Some(-1.0)));
+        let empty = bucket_stats(&[], Interval::Day, t("2019-07-03"), t("2019-07-04")).unwrap();
+        assert_eq!(empty[0].mean_sentiment, None);
     }
 
     #[test]

@@ -844,6 +844,28 @@ impl SearchIndex {
         Ok(out)
     }
 
+    /// Ids of every item matching the request.
+    pub fn matching_ids(&self, req: &SearchRequest) -> Result<Vec<i64>> {
+        let query = self.build_query(req)?;
+        let searcher = self.reader.searcher();
+        let docs = searcher.search(&*query, &tantivy::collector::DocSetCollector)?;
+        let mut out = Vec::with_capacity(docs.len());
+        for seg_ord in docs
+            .iter()
+            .map(|a| a.segment_ord)
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let col = searcher.segment_reader(seg_ord).fast_fields().u64("id")?;
+            for a in docs.iter().filter(|a| a.segment_ord == seg_ord) {
+                if let Some(id) = col.first(a.doc_id) {
+                    out.push(id as i64);
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
     /// Publication times (epoch ms) of every item matching the request, for time series.
     pub fn matching_times(&self, req: &SearchRequest) -> Result<Vec<i64>> {
         let query = self.build_query(req)?;

@@ -906,6 +906,79 @@ impl Store {
         .collect())
     }
 
+    /// Mentions for time series: items (optionally restricted to `ids`) that mention `service`
+    /// (with the pair's sentiment), carry `category` and are of `kind`.
+    pub async fn mentions(
+        &self,
+        service: Option<&str>,
+        category: Option<&str>,
+        kind: Option<&str>,
+        ids: Option<&[i64]>,
+    ) -> Result<Vec<crate::aggregate::Mention>> {
+        let mut sql = String::from(
+            "SELECT i.published_at, i.kind, i.author, COALESCE(s.label, i.sentiment_label),
+                    COALESCE(s.score, i.sentiment_score)
+             FROM items i ",
+        );
+        let mut binds: Vec<String> = Vec::new();
+        if let Some(svc) = service {
+            binds.push(svc.to_string());
+            sql.push_str(&format!(
+                "JOIN item_services s ON s.item_id = i.id AND s.service = ${} ",
+                binds.len()
+            ));
+        } else {
+            sql.push_str("LEFT JOIN item_services s ON 1 = 0 ");
+        }
+        if let Some(c) = category {
+            binds.push(c.to_string());
+            sql.push_str(&format!(
+                "JOIN item_categories c ON c.item_id = i.id AND c.category = ${} ",
+                binds.len()
+            ));
+        }
+        sql.push_str("WHERE 1 = 1 ");
+        if let Some(k) = kind {
+            binds.push(k.to_string());
+            sql.push_str(&format!("AND i.kind = ${} ", binds.len()));
+        }
+        let chunks: Vec<&[i64]> = match ids {
+            Some(ids) if ids.is_empty() => return Ok(Vec::new()),
+            Some(ids) => ids.chunks(500).collect(),
+            None => vec![&[]],
+        };
+        let mut out = Vec::new();
+        for chunk in chunks {
+            let mut full = sql.clone();
+            if ids.is_some() {
+                let list: Vec<String> = (0..chunk.len())
+                    .map(|i| format!("${}", binds.len() + i + 1))
+                    .collect();
+                full.push_str(&format!("AND i.id IN ({})", list.join(",")));
+            }
+            let mut q = sqlx::query(&full);
+            for b in &binds {
+                q = q.bind(b);
+            }
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let kind: String = r.get(1);
+                let label: String = r.get(3);
+                out.push(crate::aggregate::Mention {
+                    at: r.get(0),
+                    social: kind == "social",
+                    author: r.get(2),
+                    label: crate::domain::SentimentLabel::parse(&label)
+                        .map_err(StoreError::Corrupt)?,
+                    score: r.get(4),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Earliest and latest publication time of items mentioning `service` (any service: None).
     pub async fn mention_span(&self, service: Option<&str>) -> Result<Option<(i64, i64)>> {
         let row = match service {

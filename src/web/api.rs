@@ -1,7 +1,7 @@
 //! JSON API handlers.
 use super::error::WebError;
 use super::{parse_search, parse_service, parse_time_param, SearchParams, State};
-use crate::aggregate::{buckets, default_window, Interval};
+use crate::aggregate::{bucket_stats, default_window, Interval};
 use crate::search::SearchRequest;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -40,6 +40,8 @@ pub async fn search(
 #[derive(Debug, Deserialize)]
 pub struct TimeseriesParams {
     service: Option<String>,
+    category: Option<String>,
+    kind: Option<String>,
     q: Option<String>,
     interval: Option<String>,
     from: Option<String>,
@@ -65,27 +67,58 @@ pub async fn timeseries(
     let from = parse_time_param("from", &p.from)?;
     let to = parse_time_param("to", &p.to)?;
     let q = p.q.clone().unwrap_or_default();
-    // Without a query the database answers (the source of truth); a query needs the index.
-    let times = match (&service, q.trim().is_empty()) {
-        (Some(s), true) => {
-            state
-                .store
-                .service_mention_times(s, i64::MIN, i64::MAX)
-                .await?
+    let category = match p
+        .category
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        None => None,
+        Some(c) if state.dicts.category(c).is_some() => Some(c.to_string()),
+        Some(c) => {
+            return Err(WebError::BadRequest(format!(
+                "category: unknown category {c:?}"
+            )))
         }
-        _ => state.index.matching_times(&SearchRequest {
-            q,
-            service: service.clone(),
-            ..SearchRequest::default()
-        })?,
     };
-    let span = times.iter().min().copied().zip(times.iter().max().copied());
+    let kind = match p.kind.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(k) => Some(
+            crate::domain::ItemKind::parse(k)
+                .map_err(|e| WebError::BadRequest(format!("kind: {e}")))?
+                .as_str()
+                .to_string(),
+        ),
+    };
+    // The database counts (the source of truth); a text query narrows through the index.
+    let ids = if q.trim().is_empty() {
+        None
+    } else {
+        Some(state.index.matching_ids(&SearchRequest {
+            q,
+            ..SearchRequest::default()
+        })?)
+    };
+    let mentions = state
+        .store
+        .mentions(
+            service.as_deref(),
+            category.as_deref(),
+            kind.as_deref(),
+            ids.as_deref(),
+        )
+        .await?;
+    let span = mentions
+        .iter()
+        .map(|m| m.at)
+        .min()
+        .zip(mentions.iter().map(|m| m.at).max());
     let (dfrom, dto) = default_window(span, interval, state.clock.now());
     let (from, to) = (from.unwrap_or(dfrom), to.unwrap_or(dto));
     if from >= to {
         return Err(WebError::BadRequest("from must be before to".into()));
     }
-    let buckets = buckets(&times, interval, from, to).map_err(WebError::BadRequest)?;
+    let buckets = bucket_stats(&mentions, interval, from, to).map_err(WebError::BadRequest)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "buckets": buckets })))
 }
 

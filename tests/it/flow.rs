@@ -211,6 +211,38 @@ async fn crawled_items_are_searchable_and_counted_per_jst_day() {
         .collect();
     assert_eq!(got, want);
     assert_eq!(want["2019-07-02T00:00:00+09:00"], 1);
+    // The breakdown: kinds from the fixtures, unique social authors, sentiment shares.
+    for b in body["buckets"].as_array().unwrap() {
+        let day = &b["start"].as_str().unwrap()[..10];
+        let rows: Vec<_> = fixtures::all_rows()
+            .filter(|r| r.mentions_7pay && &r.published[..10] == day)
+            .collect();
+        let social = rows
+            .iter()
+            .filter(|r| fixtures::SOCIAL.iter().any(|s| s.id == r.id))
+            .count() as u64;
+        assert_eq!(b["social"].as_u64(), Some(social), "{b}");
+        assert_eq!(b["news"].as_u64(), Some(rows.len() as u64 - social), "{b}");
+        assert_eq!(
+            b["authors"].as_u64(),
+            Some(social),
+            "each fixture post has its own author: {b}"
+        );
+        let shares = ["negative", "neutral", "positive"]
+            .iter()
+            .map(|k| b[k].as_u64().unwrap())
+            .sum::<u64>();
+        assert_eq!(shares, b["mentions"].as_u64().unwrap());
+        assert_eq!(b["mean_sentiment"].is_null(), rows.is_empty());
+    }
+    let (_, body) = app.get_json("/api/timeseries?service=7pay&kind=social&category=fraud&interval=day&from=2019-07-01&to=2019-07-06").await;
+    let total: u64 = body["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["mentions"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 2, "social 7pay fraud posts: {body}");
 
     // With a query, the series counts matching items only.
     let (_, body) = app
