@@ -943,7 +943,7 @@ impl Store {
             sql.push_str(&format!("AND i.kind = ${} ", binds.len()));
         }
         let chunks: Vec<&[i64]> = match ids {
-            Some(ids) if ids.is_empty() => return Ok(Vec::new()),
+            Some([]) => return Ok(Vec::new()),
             Some(ids) => ids.chunks(500).collect(),
             None => vec![&[]],
         };
