@@ -14,6 +14,7 @@ pub mod evaluate;
 pub mod jobs;
 pub mod pipeline;
 pub mod search;
+pub mod spikes;
 pub mod store;
 pub mod text;
 pub mod web;
