@@ -24,6 +24,8 @@ pub struct AppState {
     pub http: HttpClient,
     /// Woken after every committed write so the indexer follows at once.
     pub index_notify: Notify,
+    /// The public status pages, pre-rendered.
+    pub status: crate::status::StatusSite,
 }
 
 /// Loads dictionaries from `dictionaries_dir` when configured, else the built-in ones.
@@ -46,6 +48,7 @@ impl AppState {
         let pipeline = Pipeline::new(&dicts)?;
         let index = SearchIndex::open(&settings.index_dir(), pipeline.analyzer())?;
         let http = HttpClient::new(&settings.crawl)?;
+        let settings_status = settings.status.clone();
         Ok(Arc::new(Self {
             settings,
             store,
@@ -55,6 +58,7 @@ impl AppState {
             clock,
             http,
             index_notify: Notify::new(),
+            status: crate::status::StatusSite::new(settings_status, crate::web::css_name()),
         }))
     }
 }
@@ -92,10 +96,12 @@ impl Application {
         let stop = Arc::new(AtomicBool::new(false));
         let indexer = crate::jobs::spawn_indexer(self.state.clone(), stop.clone());
         let mut scheduler = crate::jobs::start_scheduler(self.state.clone()).await?;
+        let status_poller = crate::jobs::spawn_status_poller(self.state.clone(), stop.clone());
         let result = self.server.await;
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         self.state.index_notify.notify_one();
         let _ = scheduler.shutdown().await;
+        status_poller.abort();
         let _ = tokio::task::spawn_blocking(move || indexer.join()).await;
         self.state.store.close().await;
         Ok(result?)

@@ -41,6 +41,9 @@ enum Command {
     Analyze,
     /// Ask the server to rebuild the search index from the database.
     Reindex,
+    /// Write the public status pages, feeds and JSON as static files (with .gz and .br
+    /// siblings) into DIR, for a CDN or object storage.
+    ExportStatus { dir: PathBuf },
 }
 
 pub fn main() -> ExitCode {
@@ -124,6 +127,22 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
                 writeln!(out, "{}", serde_json::to_string(&v)?)?;
             }
             out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ExportStatus { dir } => {
+            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let site = crate::status::StatusSite::new(settings.status.clone(), crate::web::css_name());
+            let rendered = site.refresh(&store, clock.now(), true).await?;
+            let n = crate::status::export(&rendered, &dir)
+                .with_context(|| format!("writing into {}", dir.display()))?;
+            let css = dir.join("static").join(crate::web::css_name());
+            std::fs::create_dir_all(dir.join("static"))?;
+            std::fs::write(&css, crate::web::css())?;
+            println!(
+                "wrote {n} status documents (status version {}) and the stylesheet to {}",
+                rendered.version,
+                dir.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Reindex => {

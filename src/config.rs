@@ -39,6 +39,45 @@ struct RawSettings {
     sources: Vec<RawSource>,
     #[serde(default = "default_services")]
     services: Vec<String>,
+    #[serde(default)]
+    status: RawStatus,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStatus {
+    #[serde(default = "default_status_name")]
+    name: String,
+    #[serde(default = "default_public_url")]
+    public_url: String,
+    #[serde(default = "default_max_age")]
+    max_age_secs: u32,
+    #[serde(default = "default_swr")]
+    stale_while_revalidate_secs: u32,
+}
+
+impl Default for RawStatus {
+    fn default() -> Self {
+        Self {
+            name: default_status_name(),
+            public_url: default_public_url(),
+            max_age_secs: default_max_age(),
+            stale_while_revalidate_secs: default_swr(),
+        }
+    }
+}
+
+fn default_status_name() -> String {
+    "kizashi".into()
+}
+fn default_public_url() -> String {
+    "http://127.0.0.1:8080".into()
+}
+fn default_max_age() -> u32 {
+    10
+}
+fn default_swr() -> u32 {
+    60
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,9 +205,21 @@ pub struct CrawlSettings {
     pub allow_private_networks: bool,
 }
 
+/// The public status page.
+#[derive(Debug, Clone)]
+pub struct StatusSettings {
+    /// Shown as the page title and in the JSON `page.name`.
+    pub name: String,
+    /// Absolute base URL of the public site, without a trailing slash (feeds and JSON links).
+    pub public_url: String,
+    pub max_age_secs: u32,
+    pub stale_while_revalidate_secs: u32,
+}
+
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub status: StatusSettings,
     pub bind: SocketAddr,
     pub data_dir: PathBuf,
     pub dictionaries_dir: Option<PathBuf>,
@@ -305,6 +356,26 @@ impl Settings {
                 item_kind: ItemKind::parse(&s.item_kind).map_err(|r| key_err(k("item_kind"), r))?,
             });
         }
+        let public_url = url::Url::parse(&raw.status.public_url)
+            .map_err(|e| key_err("status.public_url", format!("not a URL: {e}")))?;
+        if !matches!(public_url.scheme(), "http" | "https") {
+            return Err(key_err("status.public_url", "must be an http or https URL"));
+        }
+        if raw.status.name.trim().is_empty() {
+            return Err(key_err("status.name", "must not be empty"));
+        }
+        if raw.status.max_age_secs > 3600 {
+            return Err(key_err(
+                "status.max_age_secs",
+                "at most 3600: clients would miss incidents for too long",
+            ));
+        }
+        let status = StatusSettings {
+            name: raw.status.name.trim().to_string(),
+            public_url: raw.status.public_url.trim_end_matches('/').to_string(),
+            max_age_secs: raw.status.max_age_secs,
+            stale_while_revalidate_secs: raw.status.stale_while_revalidate_secs,
+        };
         let known = crate::dictionaries::Dictionaries::builtin();
         let mut services = Vec::new();
         for (i, s) in raw.services.iter().enumerate() {
@@ -318,6 +389,7 @@ impl Settings {
             services.push(slug);
         }
         Ok(Self {
+            status,
             bind,
             data_dir: raw.data_dir,
             dictionaries_dir: raw.dictionaries_dir,
@@ -443,6 +515,8 @@ mod tests {
                 "`sources[0].url`",
             ),
             ("services = [\"7pay\", \"nopay\"]", "`services[1]`"),
+            ("[status]\npublic_url = \"ftp://x\"", "`status.public_url`"),
+            ("[status]\nmax_age_secs = 86400", "`status.max_age_secs`"),
         ];
         for (file, key) in rows {
             let e = load(file, &[]).unwrap_err();

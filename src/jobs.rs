@@ -223,3 +223,26 @@ pub fn spawn_indexer(
         });
     })
 }
+
+/// Keeps this node's pre-rendered status pages current: once a second it compares the stored
+/// status version with the rendered one (another node may have written) and checks the clock
+/// for time events (a maintenance window opening or closing, JST midnight).
+pub fn spawn_status_poller(
+    state: Arc<AppState>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            tick.tick().await;
+            if let Err(e) = state
+                .status
+                .refresh(&state.store, state.clock.now(), true)
+                .await
+            {
+                tracing::warn!(error = %e, "status pages could not be rebuilt");
+            }
+        }
+    })
+}

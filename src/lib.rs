@@ -13,6 +13,7 @@ pub mod domain;
 pub mod jobs;
 pub mod pipeline;
 pub mod search;
+pub mod status;
 pub mod store;
 pub mod text;
 pub mod web;

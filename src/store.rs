@@ -24,9 +24,16 @@ pub enum StoreError {
     },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+mod status;
+pub use status::{ComponentInput, IncidentChange, MaintenanceInput, NewIncident};
 
 /// Tokens kept for indexing: (normalized text, byte start, byte end, position).
 pub type IndexToken = (String, usize, usize, usize);

@@ -5,6 +5,7 @@ mod chart;
 pub mod error;
 mod i18n;
 mod pages;
+mod status;
 
 use crate::app::AppState;
 use crate::domain::Slug;
@@ -41,10 +42,33 @@ pub fn server(
     Ok(server)
 }
 
-/// Open to anyone, always: health and static assets (later: the status page).
+/// Paths of the public status documents; each is served from the pre-rendered set.
+pub const STATUS_PATHS: &[&str] = &[
+    "/status",
+    "/en/status",
+    "/status/history",
+    "/en/status/history",
+    "/status/incidents/{id}",
+    "/en/status/incidents/{id}",
+    "/status.atom",
+    "/status.rss",
+    "/api/v2/summary.json",
+    "/api/v2/status.json",
+    "/api/v2/components.json",
+    "/api/v2/incidents.json",
+    "/api/v2/incidents/unresolved.json",
+    "/api/v2/scheduled-maintenances.json",
+    "/api/v2/scheduled-maintenances/upcoming.json",
+    "/api/v2/scheduled-maintenances/active.json",
+];
+
+/// Open to anyone, always: health, static assets and the status page.
 fn public_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(api::healthz))
         .route("/static/{name}", web::get().to(static_file));
+    for path in STATUS_PATHS {
+        cfg.route(path, web::get().to(status::public));
+    }
 }
 
 /// Read-only product pages and API (viewer role once accounts exist).
@@ -60,10 +84,29 @@ fn viewer_routes(cfg: &mut web::ServiceConfig) {
 
 /// Actions that change what the system does (operator role once accounts exist).
 fn operator_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/crawl", web::post().to(api::crawl_now));
+    cfg.route("/api/crawl", web::post().to(api::crawl_now))
+        .route("/api/v1/incidents", web::post().to(status::create_incident))
+        .route("/api/v1/incidents/{id}", web::patch().to(status::patch_incident))
+        .route(
+            "/api/v1/incidents/{id}/updates",
+            web::post().to(status::add_update),
+        )
+        .route("/api/v1/components/{id}", web::put().to(status::put_component))
+        .route(
+            "/api/v1/maintenances",
+            web::post().to(status::create_maintenance),
+        )
+        .route(
+            "/api/v1/maintenances/{id}/complete",
+            web::post().to(status::complete_maintenance),
+        );
 }
 
 const CSS: &str = include_str!("../../static/css/app.css");
+
+pub fn css() -> &'static str {
+    CSS
+}
 
 /// The stylesheet's cache-busting name, `app.<hash>.css`.
 pub fn css_name() -> &'static str {
