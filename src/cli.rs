@@ -131,7 +131,8 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
         }
         Command::ExportStatus { dir } => {
             let store = crate::store::Store::open(&settings.data_dir).await?;
-            let site = crate::status::StatusSite::new(settings.status.clone(), crate::web::css_name());
+            let site =
+                crate::status::StatusSite::new(settings.status.clone(), crate::web::css_name());
             let rendered = site.refresh(&store, clock.now(), true).await?;
             let n = crate::status::export(&rendered, &dir)
                 .with_context(|| format!("writing into {}", dir.display()))?;

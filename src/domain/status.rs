@@ -32,12 +32,15 @@ impl ComponentStatus {
         }
     }
     pub fn parse(s: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| {
-            format!(
-                "{s:?} is not a component status (operational, degraded_performance, \
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "{s:?} is not a component status (operational, degraded_performance, \
                  partial_outage, major_outage, under_maintenance)"
-            )
-        })
+                )
+            })
     }
     pub fn ja(self) -> &'static str {
         match self {

@@ -71,7 +71,12 @@ mod tests {
         let got = daily_worst(&events, &[], d0, &days, now);
         assert_eq!(
             got,
-            vec![Some(Operational), Some(PartialOutage), Some(Operational), None]
+            vec![
+                Some(Operational),
+                Some(PartialOutage),
+                Some(Operational),
+                None
+            ]
         );
     }
 

@@ -28,9 +28,15 @@ mod tests {
         let rows = [
             ("**決済** が遅延", "<strong>決済</strong>"),
             ("<script>alert(1)</script>", "&lt;script&gt;"),
-            ("[x](javascript:alert(1))", "<a rel=\"noopener noreferrer nofollow\">x</a>"),
+            (
+                "[x](javascript:alert(1))",
+                "<a rel=\"noopener noreferrer nofollow\">x</a>",
+            ),
             ("<img src=x onerror=alert(1)>", "&lt;img"),
-            ("[ok](https://example.com/)", "href=\"https://example.com/\""),
+            (
+                "[ok](https://example.com/)",
+                "href=\"https://example.com/\"",
+            ),
         ];
         for (md, want) in rows {
             let got = to_html(md);

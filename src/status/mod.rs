@@ -12,8 +12,8 @@ pub mod render;
 
 use crate::config::StatusSettings;
 use crate::store::{Store, StoreError};
-use chrono::{DateTime, Utc};
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, RwLock};
@@ -173,7 +173,11 @@ impl StatusSite {
 
     /// The current set, rebuilt first if the clock has passed its `valid_until`. This is the
     /// only check on the request path: no database read.
-    pub async fn serve(&self, store: &Store, now: DateTime<Utc>) -> Result<Arc<Rendered>, StatusError> {
+    pub async fn serve(
+        &self,
+        store: &Store,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<Rendered>, StatusError> {
         let cur = self.current();
         if now.timestamp_millis() < cur.valid_until {
             return Ok(cur);
@@ -206,7 +210,11 @@ impl StatusSite {
             .map_err(|e| std::io::Error::other(e.to_string()))??;
         let rendered = Arc::new(rendered);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = rendered.clone();
-        tracing::debug!(version = rendered.version, pages = rendered.pages.len(), "status pages rebuilt");
+        tracing::debug!(
+            version = rendered.version,
+            pages = rendered.pages.len(),
+            "status pages rebuilt"
+        );
         Ok(rendered)
     }
 }

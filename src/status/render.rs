@@ -364,7 +364,12 @@ impl Ctx<'_> {
                     (m.starts_at, end, ComponentStatus::UnderMaintenance)
                 })
                 .collect();
-            let events = self.snap.events.get(&c.id).map(Vec::as_slice).unwrap_or(&[]);
+            let events = self
+                .snap
+                .events
+                .get(&c.id)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             let worst = daily_worst(events, &windows, c.created_at, &days, self.now);
             let bars = days
                 .iter()
@@ -666,7 +671,14 @@ impl Ctx<'_> {
     fn entry_html(&self, i: &Incident) -> String {
         i.updates
             .iter()
-            .map(|u| format!("<p><strong>{}</strong> ({})</p>{}", u.status.ja(), jst(u.created_at), to_html(&u.body)))
+            .map(|u| {
+                format!(
+                    "<p><strong>{}</strong> ({})</p>{}",
+                    u.status.ja(),
+                    jst(u.created_at),
+                    to_html(&u.body)
+                )
+            })
             .collect()
     }
 

@@ -65,10 +65,8 @@ async fn component_status(tx: &mut Tx, id: &str) -> Result<Option<ComponentStatu
         .bind(id)
         .fetch_optional(&mut **tx)
         .await?;
-    row.map(|r| {
-        ComponentStatus::parse(r.get::<String, _>(0).as_str()).map_err(StoreError::Corrupt)
-    })
-    .transpose()
+    row.map(|r| ComponentStatus::parse(r.get::<String, _>(0).as_str()).map_err(StoreError::Corrupt))
+        .transpose()
 }
 
 /// Sets a component's status, recording an event only when it changes.
@@ -85,12 +83,14 @@ async fn set_status(tx: &mut Tx, id: &str, status: ComponentStatus, now: i64) ->
         .bind(id)
         .execute(&mut **tx)
         .await?;
-    sqlx::query("INSERT INTO status_component_events (component_id, status, at) VALUES ($1, $2, $3)")
-        .bind(id)
-        .bind(status.as_str())
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO status_component_events (component_id, status, at) VALUES ($1, $2, $3)",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -122,15 +122,14 @@ async fn set_incident_components(
 /// After an incident is resolved, each component it affected returns to the worst impact of
 /// the incidents still open on it, or to operational.
 async fn release_components(tx: &mut Tx, incident: i64, now: i64) -> Result<()> {
-    let ids: Vec<String> = sqlx::query(
-        "SELECT component_id FROM status_incident_components WHERE incident_id = $1",
-    )
-    .bind(incident)
-    .fetch_all(&mut **tx)
-    .await?
-    .into_iter()
-    .map(|r| r.get(0))
-    .collect();
+    let ids: Vec<String> =
+        sqlx::query("SELECT component_id FROM status_incident_components WHERE incident_id = $1")
+            .bind(incident)
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect();
     for id in ids {
         let open: Vec<String> = sqlx::query(
             "SELECT c.impact FROM status_incident_components c
@@ -389,12 +388,18 @@ impl Store {
         Ok(())
     }
 
-    pub async fn create_maintenance(&self, m: &MaintenanceInput, now: DateTime<Utc>) -> Result<i64> {
+    pub async fn create_maintenance(
+        &self,
+        m: &MaintenanceInput,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
         if m.name.trim().is_empty() {
             return Err(StoreError::Invalid("name: must not be empty".into()));
         }
         if m.starts_at >= m.ends_at {
-            return Err(StoreError::Invalid("starts_at must be before ends_at".into()));
+            return Err(StoreError::Invalid(
+                "starts_at must be before ends_at".into(),
+            ));
         }
         let now = ms(now);
         let mut tx = self.write_tx().await?;
@@ -585,13 +590,10 @@ impl Store {
         .fetch_all(&self.pool)
         .await?
         {
-            events
-                .entry(r.get(0))
-                .or_default()
-                .push(ComponentEvent {
-                    status: parse(r.get(1), ComponentStatus::parse)?,
-                    at: r.get(2),
-                });
+            events.entry(r.get(0)).or_default().push(ComponentEvent {
+                status: parse(r.get(1), ComponentStatus::parse)?,
+                at: r.get(2),
+            });
         }
         Ok(StatusSnapshot {
             version,

@@ -86,12 +86,18 @@ fn viewer_routes(cfg: &mut web::ServiceConfig) {
 fn operator_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/crawl", web::post().to(api::crawl_now))
         .route("/api/v1/incidents", web::post().to(status::create_incident))
-        .route("/api/v1/incidents/{id}", web::patch().to(status::patch_incident))
+        .route(
+            "/api/v1/incidents/{id}",
+            web::patch().to(status::patch_incident),
+        )
         .route(
             "/api/v1/incidents/{id}/updates",
             web::post().to(status::add_update),
         )
-        .route("/api/v1/components/{id}", web::put().to(status::put_component))
+        .route(
+            "/api/v1/components/{id}",
+            web::put().to(status::put_component),
+        )
         .route(
             "/api/v1/maintenances",
             web::post().to(status::create_maintenance),

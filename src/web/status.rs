@@ -130,7 +130,9 @@ pub async fn create_incident(
     changed(&state).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/status/incidents/{id}")))
-        .json(serde_json::json!({ "id": id.to_string(), "url": format!("/status/incidents/{id}") })))
+        .json(
+            serde_json::json!({ "id": id.to_string(), "url": format!("/status/incidents/{id}") }),
+        ))
 }
 
 #[derive(Debug, Deserialize)]

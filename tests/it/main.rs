@@ -2,6 +2,7 @@
 mod cli;
 mod fixtures;
 mod flow;
+mod status;
 
 use kizashi::app::{AppState, Application};
 use kizashi::clock::ManualClock;
