@@ -26,6 +26,8 @@ pub struct AppState {
     pub index_notify: Notify,
     /// The public status pages, pre-rendered.
     pub status: crate::status::StatusSite,
+    /// Set once any account exists; until then every page is open (a fresh install).
+    pub accounts_exist: std::sync::atomic::AtomicBool,
 }
 
 /// Loads dictionaries from `dictionaries_dir` when configured, else the built-in ones.
@@ -59,6 +61,7 @@ impl AppState {
             http,
             index_notify: Notify::new(),
             status: crate::status::StatusSite::new(settings_status, crate::web::css_name()),
+            accounts_exist: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 }

@@ -44,6 +44,23 @@ enum Command {
     /// Write the public status pages, feeds and JSON as static files (with .gz and .br
     /// siblings) into DIR, for a CDN or object storage.
     ExportStatus { dir: PathBuf },
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create an account and print its one-time setup link (valid 24 hours).
+    Add {
+        name: String,
+        /// admin (users, components), operator (incidents, maintenance) or viewer (dashboard,
+        /// search). Admins and operators must enrol TOTP.
+        #[arg(long)]
+        role: String,
+    },
+    /// Lift a sign-in lockout.
+    Unlock { name: String },
 }
 
 pub fn main() -> ExitCode {
@@ -127,6 +144,43 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
                 writeln!(out, "{}", serde_json::to_string(&v)?)?;
             }
             out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User(UserCommand::Add { name, role }) => {
+            let role = crate::auth::Role::parse(&role).map_err(anyhow::Error::msg)?;
+            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let token = crate::auth::create_user(&store, &name, role, clock.now()).await?;
+            crate::auth::audit(
+                &store,
+                crate::store::AuditEntry {
+                    at: clock.now().timestamp_millis(),
+                    actor: "(command line)".into(),
+                    ip: "local".into(),
+                    action: "user_add".into(),
+                    target: format!("user:{name}"),
+                    before: None,
+                    after: Some(format!("role {}", role.as_str())),
+                },
+            )
+            .await;
+            println!("{}/setup/{token}", settings.status.public_url);
+            eprintln!(
+                "created {name} ({}); open the link above within 24 hours to set a password{}",
+                role.as_str(),
+                if role.needs_totp() {
+                    " and two-factor authentication"
+                } else {
+                    ""
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User(UserCommand::Unlock { name }) => {
+            let store = crate::store::Store::open(&settings.data_dir).await?;
+            store
+                .unlock_user(&name, clock.now().timestamp_millis())
+                .await?;
+            println!("unlocked {name}");
             Ok(ExitCode::SUCCESS)
         }
         Command::ExportStatus { dir } => {

@@ -41,6 +41,16 @@ struct RawSettings {
     services: Vec<String>,
     #[serde(default)]
     status: RawStatus,
+    #[serde(default = "default_true")]
+    cookie_secure: bool,
+    #[serde(default)]
+    public_dashboard: bool,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,6 +230,12 @@ pub struct StatusSettings {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub status: StatusSettings,
+    /// Session cookies carry `Secure`; off only for plain-HTTP development.
+    pub cookie_secure: bool,
+    /// Once accounts exist the dashboard and search need a viewer sign-in, unless this is on.
+    pub public_dashboard: bool,
+    /// Reverse proxies whose X-Forwarded-For is believed for the client address.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     pub bind: SocketAddr,
     pub data_dir: PathBuf,
     pub dictionaries_dir: Option<PathBuf>,
@@ -388,8 +404,20 @@ impl Settings {
             }
             services.push(slug);
         }
+        let mut trusted_proxies = Vec::new();
+        for (i, p) in raw.trusted_proxies.iter().enumerate() {
+            trusted_proxies.push(p.trim().parse::<std::net::IpAddr>().map_err(|_| {
+                key_err(
+                    format!("trusted_proxies[{i}]"),
+                    format!("{p:?} is not an IP address like 127.0.0.1 or ::1"),
+                )
+            })?);
+        }
         Ok(Self {
             status,
+            cookie_secure: raw.cookie_secure,
+            public_dashboard: raw.public_dashboard,
+            trusted_proxies,
             bind,
             data_dir: raw.data_dir,
             dictionaries_dir: raw.dictionaries_dir,
@@ -476,6 +504,8 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         assert_eq!(s.services.len(), 10);
         assert!(!s.crawl.allow_private_networks);
+        assert!(s.cookie_secure, "cookies are Secure unless turned off");
+        assert!(!s.public_dashboard);
     }
 
     #[test]
@@ -517,6 +547,7 @@ mod tests {
             ("services = [\"7pay\", \"nopay\"]", "`services[1]`"),
             ("[status]\npublic_url = \"ftp://x\"", "`status.public_url`"),
             ("[status]\nmax_age_secs = 86400", "`status.max_age_secs`"),
+            ("trusted_proxies = [\"nginx\"]", "`trusted_proxies[0]`"),
         ];
         for (file, key) in rows {
             let e = load(file, &[]).unwrap_err();

@@ -3,6 +3,7 @@
 //! Data flows one way: crawl → text → classify → pipeline → store → search → aggregate → web.
 pub mod aggregate;
 pub mod app;
+pub mod auth;
 pub mod classify;
 pub mod cli;
 pub mod clock;

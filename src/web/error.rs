@@ -12,6 +12,8 @@ pub enum WebError {
     NotFound,
     #[error("{0} not found")]
     NotFoundWhat(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -37,6 +39,21 @@ impl From<StoreError> for WebError {
     }
 }
 
+impl From<crate::auth::AuthError> for WebError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        use crate::auth::AuthError;
+        match e {
+            AuthError::Store(s) => s.into(),
+            AuthError::Invalid(m) => WebError::BadRequest(m),
+            AuthError::SetupInvalid => WebError::NotFoundWhat(e.to_string()),
+            AuthError::BadCredentials | AuthError::Locked(_) | AuthError::IpLocked(_) => {
+                WebError::Forbidden(e.to_string())
+            }
+            AuthError::Hash(m) => WebError::Internal(m),
+        }
+    }
+}
+
 impl From<crate::status::StatusError> for WebError {
     fn from(e: crate::status::StatusError) -> Self {
         match e {
@@ -57,6 +74,7 @@ impl ResponseError for WebError {
         match self {
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::NotFound | WebError::NotFoundWhat(_) => StatusCode::NOT_FOUND,
+            WebError::Forbidden(_) => StatusCode::FORBIDDEN,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -1,6 +1,10 @@
-//! web: the only module that knows actix-web and askama. Routes are grouped public / viewer /
-//! operator / admin from the start; until accounts exist every group is open to viewers.
+//! web: the only module that knows actix-web and askama (the status pages' templates are
+//! rendered by `status`, off the request path). Routes are grouped public / viewer / operator /
+//! admin; `auth::required_access` is the one table of who may reach which path, and until an
+//! account exists every group is open.
+mod admin;
 mod api;
+pub mod auth;
 mod chart;
 pub mod error;
 mod i18n;
@@ -31,15 +35,33 @@ pub fn server(
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 WebError::BadRequest(format!("bad query string: {e}")).into()
             }))
+            .wrap(actix_web::middleware::from_fn(auth::guard))
+            .wrap(security_headers())
             .wrap(actix_web::middleware::Compress::default())
             .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("kizashi::http"))
             .configure(public_routes)
             .configure(viewer_routes)
             .configure(operator_routes)
+            .configure(account_routes)
+            .configure(admin_routes)
     })
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+/// Sent on every response. The pages use no inline script or style; the TOTP QR code is a
+/// data: image.
+fn security_headers() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add((
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+             object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Referrer-Policy", "same-origin"))
+        .add(("X-Content-Type-Options", "nosniff"))
 }
 
 /// Paths of the public status documents; each is served from the pre-rendered set.
@@ -69,6 +91,32 @@ fn public_routes(cfg: &mut web::ServiceConfig) {
     for path in STATUS_PATHS {
         cfg.route(path, web::get().to(status::public));
     }
+    cfg.route("/login", web::get().to(auth::login_form))
+        .route("/login", web::post().to(auth::login))
+        .route("/logout", web::post().to(auth::logout))
+        .route("/setup/{token}", web::get().to(auth::setup_form))
+        .route("/setup/{token}", web::post().to(auth::setup));
+}
+
+/// Signed-in pages for every role.
+fn account_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/account", web::get().to(auth::account)).route(
+        "/account/sign-out-everywhere",
+        web::post().to(auth::logout_everywhere),
+    );
+}
+
+/// User administration and the audit log (admin role).
+fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/users", web::get().to(admin::users_page))
+        .route(
+            "/admin/users/{name}/unlock",
+            web::post().to(admin::unlock_user),
+        )
+        .route(
+            "/admin/users/{name}/end-sessions",
+            web::post().to(admin::end_sessions),
+        );
 }
 
 /// Read-only product pages and API (viewer role once accounts exist).
@@ -105,6 +153,23 @@ fn operator_routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/api/v1/maintenances/{id}/complete",
             web::post().to(status::complete_maintenance),
+        )
+        .route("/admin/status", web::get().to(admin::status_page))
+        .route(
+            "/admin/status/incidents",
+            web::post().to(admin::post_incident),
+        )
+        .route(
+            "/admin/status/incidents/{id}/updates",
+            web::post().to(admin::post_update),
+        )
+        .route(
+            "/admin/status/components/{id}",
+            web::post().to(admin::post_component),
+        )
+        .route(
+            "/admin/status/maintenances",
+            web::post().to(admin::post_maintenance),
         );
 }
 

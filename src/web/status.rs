@@ -1,5 +1,6 @@
 //! Status page over HTTP: the public documents served from the pre-rendered set (no database
 //! read on this path, never a cookie), and the operator API that changes the status.
+use super::auth::audit;
 use super::error::WebError;
 use super::State;
 use crate::domain::status::{ComponentStatus, Impact, IncidentStatus};
@@ -102,6 +103,7 @@ pub struct IncidentBody {
 
 pub async fn create_incident(
     state: State,
+    req: HttpRequest,
     b: web::Json<IncidentBody>,
 ) -> Result<HttpResponse, WebError> {
     let b = b.into_inner();
@@ -128,6 +130,16 @@ pub async fn create_incident(
         .create_incident(&input, state.clock.now())
         .await?;
     changed(&state).await?;
+    let after = Some(format!("{input:?}"));
+    audit(
+        &state,
+        &req,
+        "incident_create",
+        &format!("incident:{id}"),
+        None,
+        after,
+    )
+    .await;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/status/incidents/{id}")))
         .json(
@@ -152,7 +164,12 @@ pub struct IncidentPatch {
     components: Option<BTreeMap<String, String>>,
 }
 
-async fn apply_change(state: &State, id: i64, b: IncidentPatch) -> Result<(), WebError> {
+async fn apply_change(
+    state: &State,
+    req: &HttpRequest,
+    id: i64,
+    b: IncidentPatch,
+) -> Result<(), WebError> {
     let change = IncidentChange {
         status: b
             .status
@@ -175,16 +192,28 @@ async fn apply_change(state: &State, id: i64, b: IncidentPatch) -> Result<(), We
         .store
         .change_incident(id, &change, state.clock.now())
         .await?;
-    changed(state).await
+    changed(state).await?;
+    let after = Some(format!("{change:?}"));
+    audit(
+        state,
+        req,
+        "incident_update",
+        &format!("incident:{id}"),
+        None,
+        after,
+    )
+    .await;
+    Ok(())
 }
 
 pub async fn patch_incident(
     state: State,
+    req: HttpRequest,
     id: web::Path<i64>,
     b: web::Json<IncidentPatch>,
 ) -> Result<HttpResponse, WebError> {
     let id = id.into_inner();
-    apply_change(&state, id, b.into_inner()).await?;
+    apply_change(&state, &req, id, b.into_inner()).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "id": id.to_string() })))
 }
 
@@ -199,6 +228,7 @@ pub struct UpdateBody {
 
 pub async fn add_update(
     state: State,
+    req: HttpRequest,
     id: web::Path<i64>,
     b: web::Json<UpdateBody>,
 ) -> Result<HttpResponse, WebError> {
@@ -212,7 +242,7 @@ pub async fn add_update(
         components: b.components,
     };
     let id = id.into_inner();
-    apply_change(&state, id, patch).await?;
+    apply_change(&state, &req, id, patch).await?;
     Ok(HttpResponse::Created().json(serde_json::json!({ "incident_id": id.to_string() })))
 }
 
@@ -233,6 +263,7 @@ pub struct ComponentBody {
 
 pub async fn put_component(
     state: State,
+    req: HttpRequest,
     id: web::Path<String>,
     b: web::Json<ComponentBody>,
 ) -> Result<HttpResponse, WebError> {
@@ -251,8 +282,30 @@ pub async fn put_component(
             .transpose()
             .map_err(bad("status"))?,
     };
+    let before = state
+        .store
+        .components()
+        .await?
+        .into_iter()
+        .find(|c| c.id == input.id)
+        .map(|c| format!("{} {} group={:?}", c.name, c.status.as_str(), c.group));
     let c = state.store.put_component(&input, state.clock.now()).await?;
     changed(&state).await?;
+    let after = Some(format!(
+        "{} {} group={:?}",
+        c.name,
+        c.status.as_str(),
+        c.group
+    ));
+    audit(
+        &state,
+        &req,
+        "component_put",
+        &format!("component:{}", c.id),
+        before,
+        after,
+    )
+    .await;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "id": c.id, "name": c.name, "status": c.status.as_str(), "group": c.group,
     })))
@@ -272,6 +325,7 @@ pub struct MaintenanceBody {
 
 pub async fn create_maintenance(
     state: State,
+    req: HttpRequest,
     b: web::Json<MaintenanceBody>,
 ) -> Result<HttpResponse, WebError> {
     let b = b.into_inner();
@@ -295,11 +349,22 @@ pub async fn create_maintenance(
         .create_maintenance(&input, state.clock.now())
         .await?;
     changed(&state).await?;
+    let after = Some(format!("{input:?}"));
+    audit(
+        &state,
+        &req,
+        "maintenance_create",
+        &format!("maintenance:{id}"),
+        None,
+        after,
+    )
+    .await;
     Ok(HttpResponse::Created().json(serde_json::json!({ "id": format!("m{id}") })))
 }
 
 pub async fn complete_maintenance(
     state: State,
+    req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, WebError> {
     let id: i64 = id
@@ -311,6 +376,15 @@ pub async fn complete_maintenance(
         .complete_maintenance(id, state.clock.now())
         .await?;
     changed(&state).await?;
+    audit(
+        &state,
+        &req,
+        "maintenance_complete",
+        &format!("maintenance:{id}"),
+        None,
+        None,
+    )
+    .await;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "id": format!("m{id}") })))
 }
 
