@@ -34,7 +34,7 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 mod auth;
 mod status;
-pub use auth::{AuditEntry, UserRow};
+pub use auth::{AuditEntry, SetupCompletion, UserRow};
 pub use status::{ComponentInput, IncidentChange, MaintenanceInput, NewIncident};
 
 /// Tokens kept for indexing: (normalized text, byte start, byte end, position).

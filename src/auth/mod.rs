@@ -287,8 +287,10 @@ pub async fn finish_setup(
         )));
     }
     let mut codes = Vec::new();
+    let mut step = None;
     if let Some(secret) = &info.totp_secret {
-        if totp_step(secret, code.trim(), now)?.is_none() {
+        step = totp_step(secret, code.trim(), now)?;
+        if step.is_none() {
             return Err(AuthError::Invalid(
                 "the authenticator code does not match; check the device's clock and try the next code".into(),
             ));
@@ -301,9 +303,12 @@ pub async fn finish_setup(
         .finish_setup(
             info.user.id,
             &sha256_hex(token),
-            &hash,
-            info.totp_secret.as_deref(),
-            &hashes,
+            &crate::store::SetupCompletion {
+                password_hash: &hash,
+                totp_secret: info.totp_secret.as_deref(),
+                totp_step: step,
+                recovery_hashes: &hashes,
+            },
             now.timestamp_millis(),
         )
         .await?;

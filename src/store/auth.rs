@@ -47,6 +47,16 @@ pub struct AuditEntry {
     pub after: Option<String>,
 }
 
+/// What finishing setup writes.
+#[derive(Debug, Clone)]
+pub struct SetupCompletion<'a> {
+    pub password_hash: &'a str,
+    pub totp_secret: Option<&'a str>,
+    /// The TOTP step of the enrolment code, which counts as used.
+    pub totp_step: Option<i64>,
+    pub recovery_hashes: &'a [String],
+}
+
 impl Store {
     pub async fn count_users(&self) -> Result<i64> {
         Ok(sqlx::query("SELECT COUNT(*) FROM users")
@@ -131,23 +141,22 @@ impl Store {
         &self,
         id: i64,
         setup_token_hash: &str,
-        password_hash: &str,
-        totp_secret: Option<&str>,
-        recovery_hashes: &[String],
+        c: &SetupCompletion<'_>,
         now: i64,
     ) -> Result<()> {
         let mut tx = self.write_tx().await?;
         let n = sqlx::query(
             "UPDATE users SET password_hash = $1, totp_secret = $2, totp_pending_secret = NULL,
-                    totp_last_step = NULL, setup_token_hash = NULL, setup_expires_at = NULL,
+                    totp_last_step = $6, setup_token_hash = NULL, setup_expires_at = NULL,
                     failed_logins = 0, locked_until = NULL, updated_at = $3
              WHERE id = $4 AND setup_token_hash = $5",
         )
-        .bind(password_hash)
-        .bind(totp_secret)
+        .bind(c.password_hash)
+        .bind(c.totp_secret)
         .bind(now)
         .bind(id)
         .bind(setup_token_hash)
+        .bind(c.totp_step)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -160,7 +169,7 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        for h in recovery_hashes {
+        for h in c.recovery_hashes {
             sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
                 .bind(id)
                 .bind(h)

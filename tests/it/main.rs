@@ -1,4 +1,5 @@
 //! The one integration-test binary: starts the real app on port 0 against local fixtures.
+mod accounts;
 mod cli;
 mod fixtures;
 mod flow;
