@@ -42,7 +42,10 @@ pub fn required_access(method: &Method, path: &str, public_dashboard: bool) -> A
     if public {
         return Access::Public;
     }
-    if path.starts_with("/admin/users") || path.starts_with("/admin/audit") {
+    if path.starts_with("/admin/users")
+        || path.starts_with("/admin/audit")
+        || path.starts_with("/admin/sources")
+    {
         return Access::Role(Role::Admin);
     }
     let writes = path.starts_with("/admin/")
@@ -601,6 +604,7 @@ mod tests {
             (&post, "/api/crawl", true, Access::Role(Role::Operator)),
             (&get, "/admin/status", false, Access::Role(Role::Operator)),
             (&get, "/admin/users", false, Access::Role(Role::Admin)),
+            (&get, "/admin/sources", true, Access::Role(Role::Admin)),
             (&get, "/account", true, Access::Role(Role::Viewer)),
         ];
         for (m, path, open, want) in rows {

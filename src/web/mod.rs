@@ -2,7 +2,6 @@
 //! rendered by `status`, off the request path). Routes are grouped public / viewer / operator /
 //! admin; `auth::required_access` is the one table of who may reach which path, and until an
 //! account exists every group is open.
-mod admin;
 mod api;
 pub mod auth;
 mod chart;
@@ -10,6 +9,8 @@ pub mod error;
 mod i18n;
 mod pages;
 mod status;
+mod status_admin;
+mod users_admin;
 
 use crate::app::AppState;
 use crate::domain::Slug;
@@ -108,14 +109,14 @@ fn account_routes(cfg: &mut web::ServiceConfig) {
 
 /// User administration and the audit log (admin role).
 fn admin_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/users", web::get().to(admin::users_page))
+    cfg.route("/admin/users", web::get().to(users_admin::users_page))
         .route(
             "/admin/users/{name}/unlock",
-            web::post().to(admin::unlock_user),
+            web::post().to(users_admin::unlock_user),
         )
         .route(
             "/admin/users/{name}/end-sessions",
-            web::post().to(admin::end_sessions),
+            web::post().to(users_admin::end_sessions),
         );
 }
 
@@ -154,22 +155,22 @@ fn operator_routes(cfg: &mut web::ServiceConfig) {
             "/api/v1/maintenances/{id}/complete",
             web::post().to(status::complete_maintenance),
         )
-        .route("/admin/status", web::get().to(admin::status_page))
+        .route("/admin/status", web::get().to(status_admin::status_page))
         .route(
             "/admin/status/incidents",
-            web::post().to(admin::post_incident),
+            web::post().to(status_admin::post_incident),
         )
         .route(
             "/admin/status/incidents/{id}/updates",
-            web::post().to(admin::post_update),
+            web::post().to(status_admin::post_update),
         )
         .route(
             "/admin/status/components/{id}",
-            web::post().to(admin::post_component),
+            web::post().to(status_admin::post_component),
         )
         .route(
             "/admin/status/maintenances",
-            web::post().to(admin::post_maintenance),
+            web::post().to(status_admin::post_maintenance),
         );
 }
 
