@@ -47,6 +47,25 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage API tokens for scripts.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token acting for USER and print it once (only its hash is stored).
+    Add {
+        name: String,
+        #[arg(long)]
+        user: String,
+        /// read: GET the read APIs (search, timeseries); write: also /api/v1/ (incidents,
+        /// components, maintenance). Never more than the user's own role.
+        #[arg(long)]
+        scope: String,
+    },
+    /// Revoke a token.
+    Revoke { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,6 +200,25 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
                 .unlock_user(&name, clock.now().timestamp_millis())
                 .await?;
             println!("unlocked {name}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCommand::Add { name, user, scope }) => {
+            let scope = crate::auth::TokenScope::parse(&scope).map_err(anyhow::Error::msg)?;
+            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let token = crate::auth::create_token(&store, &name, &user, scope, clock.now()).await?;
+            println!("{token}");
+            eprintln!(
+                "created {} token {name} for {user}; send it as `Authorization: Bearer …`; it is not shown again",
+                scope.as_str()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCommand::Revoke { name }) => {
+            let store = crate::store::Store::open(&settings.data_dir).await?;
+            store
+                .revoke_api_token(&name, clock.now().timestamp_millis())
+                .await?;
+            println!("revoked {name}");
             Ok(ExitCode::SUCCESS)
         }
         Command::ExportStatus { dir } => {

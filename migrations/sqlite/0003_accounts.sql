@@ -56,3 +56,16 @@ CREATE TABLE audit_log (
     after  TEXT
 );
 CREATE INDEX audit_log_at ON audit_log (at);
+
+-- API tokens for scripts: `read` (GET /api/…) or `write` (also /api/v1/…), acting for their
+-- owner with at most the owner's role. Only the SHA-256 of the token is stored.
+CREATE TABLE api_tokens (
+    id           INTEGER PRIMARY KEY,
+    name         TEXT NOT NULL UNIQUE,
+    user_id      BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    scope        TEXT NOT NULL,
+    token_hash   TEXT NOT NULL UNIQUE,
+    created_at   BIGINT NOT NULL,
+    last_used_at BIGINT,
+    revoked_at   BIGINT
+);

@@ -59,11 +59,86 @@ pub struct User {
     pub role: Role,
 }
 
-/// A signed-in request's user and the session's CSRF token.
+/// A signed-in request's user and the session's CSRF token. For an API token the role is
+/// capped by the token's scope and there is no CSRF token (the header is not ambient).
 #[derive(Debug, Clone)]
 pub struct Authed {
     pub user: User,
     pub csrf: String,
+    pub token: Option<(String, TokenScope)>,
+}
+
+/// What an API token may do: `read` GETs the read APIs (search, timeseries, export); `write`
+/// also uses the operator API `/api/v1/…`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenScope {
+    Read,
+    Write,
+}
+
+impl TokenScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Read => "read",
+            TokenScope::Write => "write",
+        }
+    }
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "read" => Ok(TokenScope::Read),
+            "write" => Ok(TokenScope::Write),
+            other => Err(format!("{other:?} is not a token scope (read, write)")),
+        }
+    }
+    /// The most a token of this scope can do, whatever its owner's role.
+    pub fn max_role(self) -> Role {
+        match self {
+            TokenScope::Read => Role::Viewer,
+            TokenScope::Write => Role::Operator,
+        }
+    }
+}
+
+pub const TOKEN_PREFIX: &str = "kz_";
+
+/// Creates an API token for `user`; returns the token, shown once (only its hash is kept).
+pub async fn create_token(
+    store: &Store,
+    name: &str,
+    user: &str,
+    scope: TokenScope,
+    now: DateTime<Utc>,
+) -> Result<String> {
+    check_name(name)?;
+    let token = format!("{TOKEN_PREFIX}{}", random_token());
+    store
+        .insert_api_token(
+            name,
+            user,
+            scope.as_str(),
+            &sha256_hex(&token),
+            now.timestamp_millis(),
+        )
+        .await?;
+    Ok(token)
+}
+
+/// The identity behind a bearer token, with its role capped by the scope.
+pub async fn token_auth(store: &Store, token: &str, now: DateTime<Utc>) -> Result<Option<Authed>> {
+    let Some((row, scope, name)) = store
+        .api_token(&sha256_hex(token.trim()), now.timestamp_millis())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let scope = TokenScope::parse(&scope).map_err(StoreError::Corrupt)?;
+    let mut user = user_of(&row)?;
+    user.role = user.role.min(scope.max_role());
+    Ok(Some(Authed {
+        user,
+        csrf: String::new(),
+        token: Some((name, scope)),
+    }))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -413,6 +488,7 @@ pub async fn session(store: &Store, id: &str, now: DateTime<Utc>) -> Result<Opti
         Some((row, csrf)) => Ok(Some(Authed {
             user: user_of(&row)?,
             csrf,
+            token: None,
         })),
         None => Ok(None),
     }

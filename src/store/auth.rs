@@ -387,6 +387,90 @@ impl Store {
             .rows_affected())
     }
 
+    pub async fn insert_api_token(
+        &self,
+        name: &str,
+        user: &str,
+        scope: &str,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let user_id: i64 = sqlx::query("SELECT id FROM users WHERE name = $1")
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("user {user:?}")))?
+            .get(0);
+        let taken = sqlx::query("SELECT 1 FROM api_tokens WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if taken {
+            return Err(StoreError::Invalid(format!(
+                "a token named {name:?} exists"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO api_tokens (name, user_id, scope, token_hash, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(name)
+        .bind(user_id)
+        .bind(scope)
+        .bind(token_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn revoke_api_token(&self, name: &str, now: i64) -> Result<()> {
+        let n = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE name = $2",
+        )
+        .bind(now)
+        .bind(name)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("token {name:?}")));
+        }
+        Ok(())
+    }
+
+    /// The owner and scope of a live token (not revoked), noting its use.
+    pub async fn api_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<(UserRow, String, String)>> {
+        let cols = USER_COLS
+            .split(", ")
+            .map(|c| format!("u.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let row = sqlx::query(&format!(
+            "SELECT {cols}, t.scope, t.name FROM api_tokens t JOIN users u ON u.id = t.user_id
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2")
+            .bind(now)
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(Some((user(&r), r.get(10), r.get(11))))
+    }
+
     pub async fn audit(&self, e: &AuditEntry) -> Result<()> {
         sqlx::query(
             "INSERT INTO audit_log (at, actor, ip, action, target, before, after)

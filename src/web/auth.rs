@@ -136,7 +136,37 @@ pub async fn guard(
         // No accounts yet: the skeleton's open mode (a fresh install on localhost).
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
-    let authed = session_of(&state, req.request()).await?;
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let authed = match &bearer {
+        Some(token) => {
+            let a = auth::token_auth(&state.store, token, state.clock.now())
+                .await
+                .map_err(WebError::from)?;
+            let Some(a) = a else {
+                return Ok(req.into_response(deny(
+                    StatusCode::UNAUTHORIZED,
+                    "unknown or revoked API token",
+                )));
+            };
+            // Tokens are for the APIs, not for pages or forms.
+            let read = matches!(*req.method(), Method::GET | Method::HEAD);
+            let allowed = req.path().starts_with("/api/")
+                && (read || (a.user.role >= Role::Operator && req.path().starts_with("/api/v1/")));
+            if !allowed {
+                return Ok(req.into_response(deny(
+                    StatusCode::FORBIDDEN,
+                    "this API token's scope does not allow this request",
+                )));
+            }
+            Some(a)
+        }
+        None => session_of(&state, req.request()).await?,
+    };
     let Some(authed) = authed else {
         let wants_html = req.method() == Method::GET && !req.path().starts_with("/api/");
         let resp = if wants_html {
@@ -160,7 +190,8 @@ pub async fn guard(
         return Ok(req.into_response(deny(StatusCode::FORBIDDEN, &msg)));
     }
     let safe = matches!(*req.method(), Method::GET | Method::HEAD);
-    if !safe && !form_path(req.path()) {
+    // A bearer token is not sent by browsers on their own, so it needs no CSRF token.
+    if !safe && !form_path(req.path()) && authed.token.is_none() {
         let token = req
             .headers()
             .get("x-csrf-token")
@@ -195,9 +226,15 @@ pub fn check_form_csrf(req: &HttpRequest, field: &str) -> Result<Option<Authed>,
 }
 
 pub fn actor(req: &HttpRequest) -> String {
-    authed(req)
-        .map(|a| a.user.name)
-        .unwrap_or_else(|| "(no accounts)".into())
+    match authed(req) {
+        Some(Authed {
+            user,
+            token: Some((name, _)),
+            ..
+        }) => format!("{} (token {name})", user.name),
+        Some(a) => a.user.name,
+        None => "(no accounts)".into(),
+    }
 }
 
 pub async fn audit(

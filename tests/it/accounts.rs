@@ -518,3 +518,111 @@ async fn user_add_prints_a_one_time_setup_link() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a role"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_tokens_are_scoped_capped_by_role_hashed_and_revocable() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_path_buf();
+    let app = spawn_app_with(test_settings(&data, &[]), Some(dir)).await;
+    enrol(&app, "ops", Role::Operator).await;
+    enrol(&app, "pr-team", Role::Viewer).await;
+    let store = &app.state.store;
+    let now = app.clock_now();
+    let read = auth::create_token(store, "analyst", "ops", auth::TokenScope::Read, now)
+        .await
+        .unwrap();
+    let write = auth::create_token(store, "deploy-bot", "ops", auth::TokenScope::Write, now)
+        .await
+        .unwrap();
+    let viewer_write = auth::create_token(store, "pr-bot", "pr-team", auth::TokenScope::Write, now)
+        .await
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let call = |method: &str, path: &str, token: &str| {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        client
+            .request(m, format!("{}{path}", app.base))
+            .bearer_auth(token)
+            .json(&json!({ "name": "トークンから登録" }))
+            .send()
+    };
+    assert_eq!(
+        call("GET", "/api/search?q=7pay", &read)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        call("GET", "/api/timeseries", &read)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        call("POST", "/api/v1/incidents", &read)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        call("GET", "/", &read).await.unwrap().status(),
+        403,
+        "pages need a sign-in"
+    );
+    // A write token needs no CSRF header: browsers never send it on their own.
+    let r = call("POST", "/api/v1/incidents", &write).await.unwrap();
+    assert_eq!(r.status(), 201);
+    // …but it cannot exceed its owner's role.
+    assert_eq!(
+        call("POST", "/api/v1/incidents", &viewer_write)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        call("GET", "/api/search?q=x", "kz_forged")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    // Only a hash is stored.
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        data.join("kizashi.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    let hashes: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM api_tokens")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(hashes.len(), 3);
+    assert!(hashes
+        .iter()
+        .all(|h| h.len() == 64 && !h.contains(&read[3..])));
+    assert!(!hashes.contains(&read) && !hashes.contains(&write));
+
+    store.revoke_api_token("deploy-bot", 0).await.unwrap();
+    assert_eq!(
+        call("POST", "/api/v1/incidents", &write)
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    // The audit log names the token.
+    let entries = store.audit_entries(50).await.unwrap();
+    assert!(entries
+        .iter()
+        .any(|e| e.action == "incident_create" && e.actor == "ops (token deploy-bot)"));
+}
