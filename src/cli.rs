@@ -80,6 +80,9 @@ enum UserCommand {
     },
     /// Lift a sign-in lockout.
     Unlock { name: String },
+    /// Reset password and 2FA: end every session and token of the user now, and print a new
+    /// one-time setup link.
+    Reset { name: String },
 }
 
 pub fn main() -> ExitCode {
@@ -191,6 +194,28 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
                 } else {
                     ""
                 }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User(UserCommand::Reset { name }) => {
+            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let token = crate::auth::reset_user(&store, &name, clock.now()).await?;
+            crate::auth::audit(
+                &store,
+                crate::store::AuditEntry {
+                    at: clock.now().timestamp_millis(),
+                    actor: "(command line)".into(),
+                    ip: "local".into(),
+                    action: "user_reset".into(),
+                    target: format!("user:{name}"),
+                    before: None,
+                    after: Some("password and 2FA reset; sessions and tokens ended".into()),
+                },
+            )
+            .await;
+            println!("{}/setup/{token}", settings.status.public_url);
+            eprintln!(
+                "every session and API token of {name} has ended; open the link within 24 hours"
             );
             Ok(ExitCode::SUCCESS)
         }

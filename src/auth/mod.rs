@@ -314,6 +314,23 @@ pub async fn create_user(
     Ok(token)
 }
 
+/// Resets a user's password and 2FA (lost device, suspected compromise): every session and
+/// API token of the user ends now, and the returned one-time link sets new ones.
+pub async fn reset_user(store: &Store, name: &str, now: DateTime<Utc>) -> Result<String> {
+    let token = random_token();
+    let now = now.timestamp_millis();
+    store
+        .reset_user(
+            name,
+            &sha256_hex(&token),
+            now + SETUP_MS,
+            &new_totp_secret(),
+            now,
+        )
+        .await?;
+    Ok(token)
+}
+
 /// What the setup page shows: the user, and for 2FA roles the TOTP secret and its QR code.
 pub struct SetupInfo {
     pub user: User,

@@ -102,6 +102,49 @@ impl Store {
         Ok(id)
     }
 
+    /// Starts setup again: a new link and TOTP secret; the password stops working and every
+    /// session ends at once.
+    pub async fn reset_user(
+        &self,
+        name: &str,
+        setup_token_hash: &str,
+        setup_expires_at: i64,
+        pending_secret: &str,
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let id: i64 = sqlx::query(
+            "UPDATE users SET password_hash = NULL, totp_secret = NULL, totp_pending_secret = $1,
+                    setup_token_hash = $2, setup_expires_at = $3, failed_logins = 0,
+                    locked_until = NULL, updated_at = $4
+             WHERE name = $5 RETURNING id",
+        )
+        .bind(pending_secret)
+        .bind(setup_token_hash)
+        .bind(setup_expires_at)
+        .bind(now)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("user {name:?}")))?
+        .get(0);
+        for table in ["sessions", "recovery_codes"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE user_id = $2",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn user_by_name(&self, name: &str) -> Result<Option<UserRow>> {
         Ok(
             sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE name = $1"))

@@ -626,3 +626,72 @@ async fn api_tokens_are_scoped_capped_by_role_hashed_and_revocable() {
         .iter()
         .any(|e| e.action == "incident_create" && e.actor == "ops (token deploy-bot)"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_ends_every_session_and_needs_new_password_and_totp() {
+    let app = app().await;
+    let (secret, _) = enrol(&app, "ops", Role::Operator).await;
+    let secret = secret.unwrap();
+    let mut b = Browser::new(&app);
+    let code = next_code(&app, &secret);
+    assert_eq!(b.login("ops", PASSWORD, &code).await.status, 303);
+    assert_eq!(b.get("/account").await.status, 200);
+
+    let token = auth::reset_user(&app.state.store, "ops", app.clock_now())
+        .await
+        .unwrap();
+    assert_eq!(b.get("/account").await.status, 303, "the session ended");
+    let code = next_code(&app, &secret);
+    assert_eq!(
+        Browser::new(&app)
+            .login("ops", PASSWORD, &code)
+            .await
+            .status,
+        401,
+        "the old password and TOTP no longer work"
+    );
+    let mut s = Browser::new(&app);
+    let page = s.get(&format!("/setup/{token}")).await;
+    assert_eq!(page.status, 200);
+    let new_secret = between(&page.text, "<code id=\"totp-secret\">", "</code>").to_string();
+    assert_ne!(new_secret, secret);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(dir.path(), &[]);
+    settings.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let app = spawn_app_with(settings, Some(dir)).await;
+    enrol(&app, "ops", Role::Operator).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut b = Browser::new(&app);
+    let csrf = hidden_csrf(&b.get("/login").await.text);
+    let cookie = b.cookie_header();
+    let attempt = |ip: &'static str| {
+        client
+            .post(format!("{}/login", app.base))
+            .header("cookie", cookie.clone())
+            .header("x-forwarded-for", format!("{ip}, 127.0.0.1"))
+            .form(&[
+                ("name", "nobody"),
+                ("password", "x"),
+                ("csrf", csrf.as_str()),
+            ])
+            .send()
+    };
+    // Twenty failures from one client address lock that address, not the proxy.
+    for _ in 0..20 {
+        assert_eq!(attempt("203.0.113.9").await.unwrap().status(), 401);
+    }
+    let r = attempt("203.0.113.9").await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.text().await.unwrap().contains("this address"));
+    assert_eq!(attempt("198.51.100.7").await.unwrap().status(), 401);
+    let entries = app.state.store.audit_entries(5).await.unwrap();
+    assert_eq!(entries[0].ip, "198.51.100.7");
+    assert_eq!(entries[0].action, "sign_in_failed");
+}
