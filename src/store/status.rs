@@ -454,6 +454,26 @@ impl Store {
         Ok(())
     }
 
+    /// Incidents overlapping [from, to): (id, name, created_at, resolved_at), oldest first.
+    pub async fn incidents_between(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, String, i64, Option<i64>)>> {
+        Ok(sqlx::query(
+            "SELECT id, name, created_at, resolved_at FROM status_incidents
+             WHERE created_at < $2 AND (resolved_at IS NULL OR resolved_at >= $1)
+             ORDER BY created_at, id",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect())
+    }
+
     pub async fn components(&self) -> Result<Vec<Component>> {
         let rows = sqlx::query(
             "SELECT c.id, c.name, c.description, g.name, c.group_id, COALESCE(g.position, 0),

@@ -574,3 +574,28 @@ async fn export_status_writes_the_public_documents_as_files() {
         .unwrap();
     assert!(out.path().join("static").join(css).exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_are_drawn_on_the_dashboard_charts() {
+    let app = app().await;
+    components(&app).await;
+    let (_, before) = app.get_text("/").await;
+    assert!(!before.contains("class=\"annotation\""));
+    let (s, v) = send(
+        &app,
+        "POST",
+        "/api/v1/incidents",
+        json!({ "name": "7pay 不正利用の調査", "components": { "charge": "major_outage" } }),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (status, page) = app.get_text("/").await;
+    assert_eq!(status, 200);
+    let bands = page.matches("class=\"annotation\"").count();
+    assert_eq!(bands, 10, "one band per watched service chart");
+    assert!(page.contains("<title>7pay 不正利用の調査</title>"));
+    assert!(page.contains(&format!("href=\"/status/incidents/{id}\"")));
+    let (_, en) = app.get_text("/en/").await;
+    assert!(en.contains(&format!("href=\"/en/status/incidents/{id}\"")));
+}
