@@ -1,5 +1,6 @@
 //! The one integration-test binary: starts the real app on port 0 against local fixtures.
 mod accounts;
+mod browser;
 mod cli;
 mod fixtures;
 mod flow;
