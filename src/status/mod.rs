@@ -84,12 +84,17 @@ pub struct Page {
     gzip: Bytes,
     br: Bytes,
     etags: [String; 3],
+    hash: String,
 }
 
 impl Page {
-    fn build(content_type: &'static str, identity: Vec<u8>) -> Result<Self, StatusError> {
+    fn hash_of(identity: &[u8]) -> String {
         use sha2::Digest;
-        let hash = format!("{:x}", sha2::Sha256::digest(&identity));
+        format!("{:x}", sha2::Sha256::digest(identity))
+    }
+
+    fn build(content_type: &'static str, identity: Vec<u8>) -> Result<Self, StatusError> {
+        let hash = Self::hash_of(&identity);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         gz.write_all(&identity)?;
         let gzip = gz.finish()?;
@@ -105,6 +110,7 @@ impl Page {
             gzip: gzip.into(),
             br: br.into(),
             etags: [tag(""), tag("-gz"), tag("-br")],
+            hash,
         })
     }
 
@@ -205,9 +211,12 @@ impl StatusSite {
             .await?;
         let settings = self.settings.clone();
         let css = self.css.clone();
-        let rendered = tokio::task::spawn_blocking(move || build(&snap, &settings, &css, now_ms))
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let previous = cur.clone();
+        let rendered = tokio::task::spawn_blocking(move || {
+            build(&snap, &settings, &css, now_ms, Some(&previous))
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
         let rendered = Arc::new(rendered);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = rendered.clone();
         tracing::debug!(
@@ -219,17 +228,33 @@ impl StatusSite {
     }
 }
 
-/// Renders and compresses every document of a snapshot.
+/// Renders every document of a snapshot and compresses those whose bytes changed since
+/// `previous` (unchanged documents keep their compressed forms and ETags).
 pub fn build(
     snap: &crate::domain::status::StatusSnapshot,
     settings: &StatusSettings,
     css: &str,
     now: i64,
+    previous: Option<&Rendered>,
 ) -> Result<Rendered, StatusError> {
     let docs = render::render_documents(snap, settings, css, now)?;
     let mut pages = HashMap::new();
     for d in docs {
-        pages.insert(d.path, Page::build(d.content_type, d.body)?);
+        let reused = previous
+            .and_then(|p| p.pages.get(&d.path))
+            .filter(|p| p.content_type == d.content_type && p.hash == Page::hash_of(&d.body));
+        let page = match reused {
+            Some(p) => Page {
+                content_type: p.content_type,
+                identity: p.identity.clone(),
+                gzip: p.gzip.clone(),
+                br: p.br.clone(),
+                etags: p.etags.clone(),
+                hash: p.hash.clone(),
+            },
+            None => Page::build(d.content_type, d.body)?,
+        };
+        pages.insert(d.path, page);
     }
     Ok(Rendered {
         version: snap.version,

@@ -426,7 +426,7 @@ impl Ctx<'_> {
             site: &self.settings.name,
             css: self.css,
             path,
-            generated: jst(self.now),
+            generated: self.updated(),
             indicator: ind.as_str(),
             headline: t.headline(ind),
             active: self
@@ -450,7 +450,7 @@ impl Ctx<'_> {
             site: &self.settings.name,
             css: self.css,
             path,
-            generated: jst(self.now),
+            generated: self.updated(),
             incidents: self
                 .snap
                 .incidents
@@ -475,13 +475,29 @@ impl Ctx<'_> {
             site: &self.settings.name,
             css: self.css,
             path,
-            generated: jst(self.now),
+            generated: jst(i.updated_at),
             i: self.incident_view(t, i),
         }
         .render()
     }
 
     // ---- Statuspage-shaped JSON ----
+
+    /// When the data last changed: shown as "last updated", so unchanged data renders to
+    /// unchanged bytes (same ETag, and the compressed forms can be reused).
+    fn last_change(&self) -> Option<i64> {
+        self.snap
+            .components
+            .iter()
+            .map(|c| c.updated_at)
+            .chain(self.snap.incidents.iter().map(|i| i.updated_at))
+            .chain(self.snap.maintenances.iter().map(|m| m.updated_at))
+            .max()
+    }
+
+    fn updated(&self) -> String {
+        self.last_change().map(jst).unwrap_or_else(|| "—".into())
+    }
 
     fn page_json(&self) -> Value {
         let updated = self

@@ -290,6 +290,16 @@ async fn public_bytes_have_strong_etags_per_encoding_304s_and_never_a_cookie() {
         assert_eq!(decoded, plain.body, "brotli decodes to the identity bytes");
         assert!(br.body.len() < plain.body.len());
 
+        // An unrelated rebuild (no change to this document) keeps the bytes and the ETag.
+        if path == "/api/v2/summary.json" {
+            app.clock.set(test_now() + chrono::Duration::days(1));
+            assert_eq!(
+                get(&app, path, &[("accept-encoding", "identity")])
+                    .await
+                    .header("etag"),
+                Some(etag.as_str())
+            );
+        }
         let tags = [
             etag.clone(),
             gz.header("etag").unwrap().to_string(),
@@ -598,4 +608,108 @@ async fn incidents_are_drawn_on_the_dashboard_charts() {
     assert!(page.contains(&format!("href=\"/status/incidents/{id}\"")));
     let (_, en) = app.get_text("/en/").await;
     assert!(en.contains(&format!("href=\"/en/status/incidents/{id}\"")));
+}
+
+/// Not a test: prints rebuild cost, sizes and a rough request rate for the pre-rendered
+/// documents. `cargo test --test it measure_status -- --ignored --nocapture`. The load
+/// generator shares the machine with the server, so the rate is a floor, not a benchmark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_status_serving() {
+    let app = app().await;
+    for i in 0..20 {
+        send(
+            &app,
+            "PUT",
+            &format!("/api/v1/components/c{i}"),
+            json!({ "name": format!("コンポーネント{i}"), "group": format!("グループ{}", i % 4) }),
+        )
+        .await;
+    }
+    for i in 0..100 {
+        let (_, v) = send(
+            &app,
+            "POST",
+            "/api/v1/incidents",
+            json!({ "name": format!("障害 {i}"), "body": "調査しています。", "components": { format!("c{}", i % 20): "partial_outage" } }),
+        )
+        .await;
+        let id = v["id"].as_str().unwrap().to_string();
+        for stage in ["identified", "resolved"] {
+            send(
+                &app,
+                "POST",
+                &format!("/api/v1/incidents/{id}/updates"),
+                json!({ "status": stage, "body": "**更新** です。" }),
+            )
+            .await;
+        }
+    }
+    let t = std::time::Instant::now();
+    let n = 5;
+    for _ in 0..n {
+        // A component change forces a full rebuild before the answer.
+        send(
+            &app,
+            "PUT",
+            "/api/v1/components/c0",
+            json!({ "status": "degraded_performance" }),
+        )
+        .await;
+        send(
+            &app,
+            "PUT",
+            "/api/v1/components/c0",
+            json!({ "status": "operational" }),
+        )
+        .await;
+    }
+    let rendered = app.state.status.current();
+    println!(
+        "rebuild (write + render {} documents + gzip + brotli), mean of {}: {:?}",
+        rendered.pages.len(),
+        2 * n,
+        t.elapsed() / (2 * n)
+    );
+    for path in ["/status", "/api/v2/summary.json"] {
+        let p = rendered.get(path).unwrap();
+        use kizashi::status::Encoding::*;
+        println!(
+            "{path}: identity {} B, gzip {} B, br {} B",
+            p.body(Identity).len(),
+            p.body(Gzip).len(),
+            p.body(Brotli).len()
+        );
+    }
+    for path in ["/status", "/api/v2/summary.json"] {
+        let total = 20_000;
+        let conns = 32;
+        let client = raw();
+        let t = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..conns {
+            let client = client.clone();
+            let url = format!("{}{path}", app.base);
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..total / conns {
+                    let r = client
+                        .get(&url)
+                        .header("accept-encoding", "gzip, br")
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 200);
+                    r.bytes().await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "{path}: {total} requests over {conns} connections in {secs:.2} s = {:.0} req/s",
+            total as f64 / secs
+        );
+    }
 }
