@@ -42,9 +42,14 @@ pub fn required_access(method: &Method, path: &str, public_dashboard: bool) -> A
     if public {
         return Access::Public;
     }
+    // Admins own the structure: users, sources and the status page's components.
+    let structure_write = method != Method::GET
+        && (path.starts_with("/api/v1/components/")
+            || path.starts_with("/admin/status/components/"));
     if path.starts_with("/admin/users")
         || path.starts_with("/admin/audit")
         || path.starts_with("/admin/sources")
+        || structure_write
     {
         return Access::Role(Role::Admin);
     }
@@ -642,6 +647,30 @@ mod tests {
             (&get, "/admin/status", false, Access::Role(Role::Operator)),
             (&get, "/admin/users", false, Access::Role(Role::Admin)),
             (&get, "/admin/sources", true, Access::Role(Role::Admin)),
+            (
+                &Method::PUT,
+                "/api/v1/components/api",
+                true,
+                Access::Role(Role::Admin),
+            ),
+            (
+                &post,
+                "/admin/status/components/api",
+                true,
+                Access::Role(Role::Admin),
+            ),
+            (
+                &post,
+                "/api/v1/incidents/3/updates",
+                true,
+                Access::Role(Role::Operator),
+            ),
+            (
+                &post,
+                "/api/v1/maintenances",
+                true,
+                Access::Role(Role::Operator),
+            ),
             (&get, "/account", true, Access::Role(Role::Viewer)),
         ];
         for (m, path, open, want) in rows {

@@ -90,7 +90,8 @@ fn public_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(api::healthz))
         .route("/static/{name}", web::get().to(static_file));
     for path in STATUS_PATHS {
-        cfg.route(path, web::get().to(status::public));
+        cfg.route(path, web::get().to(status::public))
+            .route(path, web::head().to(status::public));
     }
     cfg.route("/login", web::get().to(auth::login_form))
         .route("/login", web::post().to(auth::login))

@@ -695,3 +695,37 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_the_client() {
     assert_eq!(entries[0].ip, "198.51.100.7");
     assert_eq!(entries[0].action, "sign_in_failed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_belong_to_admins_incidents_to_operators() {
+    let app = app().await;
+    let (ops_secret, _) = enrol(&app, "ops", Role::Operator).await;
+    let (admin_secret, _) = enrol(&app, "admin", Role::Admin).await;
+    let mut ops = Browser::new(&app);
+    let code = next_code(&app, &ops_secret.unwrap());
+    assert_eq!(ops.login("ops", PASSWORD, &code).await.status, 303);
+    let mut admin = Browser::new(&app);
+    let code = next_code(&app, &admin_secret.unwrap());
+    assert_eq!(admin.login("admin", PASSWORD, &code).await.status, 303);
+    let put = |b: &Browser, csrf: &str| {
+        b.client
+            .put(format!("{}/api/v1/components/api", app.base))
+            .header("cookie", b.cookie_header())
+            .header("x-csrf-token", csrf)
+            .json(&json!({ "name": "決済API" }))
+            .send()
+    };
+    let csrf = ops.csrf().await;
+    assert_eq!(put(&ops, &csrf).await.unwrap().status(), 403);
+    let csrf = admin.csrf().await;
+    assert_eq!(put(&admin, &csrf).await.unwrap().status(), 200);
+    let csrf = ops.csrf().await;
+    let r = ops
+        .post_json(
+            "/api/v1/incidents",
+            json!({ "name": "遅延", "components": { "api": "degraded_performance" } }),
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}

@@ -713,3 +713,47 @@ async fn measure_status_serving() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_by_another_node_reaches_this_nodes_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_path_buf();
+    let app = spawn_app_with(test_settings(&data, &[]), Some(dir)).await;
+    components(&app).await;
+    let before = get(&app, "/api/v2/summary.json", &[]).await;
+    // Another node: its own connection pool on the same database, no call into this app.
+    let other = kizashi::store::Store::open(&data).await.unwrap();
+    other
+        .create_incident(
+            &kizashi::store::NewIncident {
+                name: "別ノードからの障害".into(),
+                status: kizashi::domain::status::IncidentStatus::Investigating,
+                body: String::new(),
+                components: vec![],
+                impact: None,
+            },
+            test_now(),
+        )
+        .await
+        .unwrap();
+    // The poller compares the stored version once a second; wait (bounded) for it.
+    let mut seen = false;
+    for _ in 0..100 {
+        let now = get(&app, "/api/v2/summary.json", &[]).await;
+        if String::from_utf8_lossy(&now.body).contains("別ノードからの障害") {
+            assert_ne!(now.header("etag"), before.header("etag"));
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(seen, "the page was rebuilt from the stored version");
+    // HEAD answers with the same validators and no body.
+    let head = raw()
+        .head(format!("{}/status", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.headers().get("etag").is_some());
+}
