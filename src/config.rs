@@ -47,6 +47,16 @@ struct RawSettings {
     public_dashboard: bool,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    #[serde(default)]
+    webhooks: Vec<RawWebhook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: String,
+    #[serde(default)]
+    secret: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -215,6 +225,12 @@ pub struct CrawlSettings {
     pub allow_private_networks: bool,
 }
 
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub url: url::Url,
+    pub secret: Option<String>,
+}
+
 /// The public status page.
 #[derive(Debug, Clone)]
 pub struct StatusSettings {
@@ -236,6 +252,8 @@ pub struct Settings {
     pub public_dashboard: bool,
     /// Reverse proxies whose X-Forwarded-For is believed for the client address.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Receivers of incident changes (POSTed JSON, HMAC-signed when a secret is set).
+    pub webhooks: Vec<WebhookConfig>,
     pub bind: SocketAddr,
     pub data_dir: PathBuf,
     pub dictionaries_dir: Option<PathBuf>,
@@ -413,8 +431,30 @@ impl Settings {
                 )
             })?);
         }
+        let mut webhooks = Vec::new();
+        for (i, w) in raw.webhooks.into_iter().enumerate() {
+            let url = url::Url::parse(&w.url)
+                .map_err(|e| key_err(format!("webhooks[{i}].url"), format!("{:?}: {e}", w.url)))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(key_err(
+                    format!("webhooks[{i}].url"),
+                    "must be http or https",
+                ));
+            }
+            if w.secret.as_deref().is_some_and(|s| s.len() < 16) {
+                return Err(key_err(
+                    format!("webhooks[{i}].secret"),
+                    "at least 16 characters (it signs the payload)",
+                ));
+            }
+            webhooks.push(WebhookConfig {
+                url,
+                secret: w.secret,
+            });
+        }
         Ok(Self {
             status,
+            webhooks,
             cookie_secure: raw.cookie_secure,
             public_dashboard: raw.public_dashboard,
             trusted_proxies,
@@ -548,6 +588,11 @@ mod tests {
             ("[status]\npublic_url = \"ftp://x\"", "`status.public_url`"),
             ("[status]\nmax_age_secs = 86400", "`status.max_age_secs`"),
             ("trusted_proxies = [\"nginx\"]", "`trusted_proxies[0]`"),
+            ("[[webhooks]]\nurl = \"ftp://x/\"", "`webhooks[0].url`"),
+            (
+                "[[webhooks]]\nurl = \"https://x/\"\nsecret = \"short\"",
+                "`webhooks[0].secret`",
+            ),
         ];
         for (file, key) in rows {
             let e = load(file, &[]).unwrap_err();

@@ -12,6 +12,7 @@ pub mod crawl;
 pub mod dictionaries;
 pub mod domain;
 pub mod jobs;
+pub mod notify;
 pub mod pipeline;
 pub mod search;
 pub mod status;

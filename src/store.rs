@@ -35,7 +35,7 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 mod auth;
 mod status;
 pub use auth::{AuditEntry, SetupCompletion, UserRow};
-pub use status::{ComponentInput, IncidentChange, MaintenanceInput, NewIncident};
+pub use status::{ComponentInput, IncidentChange, MaintenanceInput, NewIncident, WebhookDelivery};
 
 /// Tokens kept for indexing: (normalized text, byte start, byte end, position).
 pub type IndexToken = (String, usize, usize, usize);

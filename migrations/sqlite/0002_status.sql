@@ -84,3 +84,20 @@ CREATE TABLE status_maintenance_components (
     component_id   TEXT NOT NULL REFERENCES status_components (id),
     PRIMARY KEY (maintenance_id, component_id)
 );
+
+-- Outgoing webhooks on incident changes: one row per (event, receiver), delivered by a worker
+-- with retries; the row is the delivery log.
+CREATE TABLE webhook_deliveries (
+    id               INTEGER PRIMARY KEY,
+    url              TEXT NOT NULL,
+    event            TEXT NOT NULL,
+    payload          TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    last_status_code INTEGER,
+    last_error       TEXT,
+    created_at       BIGINT NOT NULL,
+    next_attempt_at  BIGINT NOT NULL,
+    delivered_at     BIGINT
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);

@@ -166,7 +166,113 @@ fn parse<T>(s: String, f: fn(&str) -> std::result::Result<T, String>) -> Result<
     f(&s).map_err(StoreError::Corrupt)
 }
 
+/// One pending webhook delivery.
+#[derive(Debug, Clone)]
+pub struct WebhookDelivery {
+    pub id: i64,
+    pub url: String,
+    pub event: String,
+    pub payload: String,
+    pub attempts: i64,
+}
+
 impl Store {
+    /// Queues one delivery per receiver URL.
+    pub async fn enqueue_webhooks(
+        &self,
+        urls: &[String],
+        event: &str,
+        payload: &str,
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        for url in urls {
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (url, event, payload, state, created_at, next_attempt_at)
+                 VALUES ($1, $2, $3, 'pending', $4, $4)",
+            )
+            .bind(url)
+            .bind(event)
+            .bind(payload)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Pending deliveries whose time has come, oldest first.
+    pub async fn due_webhooks(&self, now: i64, limit: i64) -> Result<Vec<WebhookDelivery>> {
+        Ok(sqlx::query(
+            "SELECT id, url, event, payload, attempts FROM webhook_deliveries
+             WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| WebhookDelivery {
+            id: r.get(0),
+            url: r.get(1),
+            event: r.get(2),
+            payload: r.get(3),
+            attempts: r.get(4),
+        })
+        .collect())
+    }
+
+    /// Records an attempt: delivered, retry at `retry_at`, or (no retry) failed for good.
+    pub async fn webhook_attempted(
+        &self,
+        id: i64,
+        code: Option<u16>,
+        error: Option<&str>,
+        delivered: bool,
+        retry_at: Option<i64>,
+        now: i64,
+    ) -> Result<()> {
+        let state = match (delivered, retry_at) {
+            (true, _) => "delivered",
+            (false, Some(_)) => "pending",
+            (false, None) => "failed",
+        };
+        sqlx::query(
+            "UPDATE webhook_deliveries SET state = $1, attempts = attempts + 1,
+                    last_status_code = $2, last_error = $3,
+                    next_attempt_at = COALESCE($4, next_attempt_at),
+                    delivered_at = CASE WHEN $1 = 'delivered' THEN $5 ELSE NULL END
+             WHERE id = $6",
+        )
+        .bind(state)
+        .bind(code.map(i64::from))
+        .bind(error)
+        .bind(retry_at)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The delivery log, newest first: (event, url, state, attempts, last status code).
+    pub async fn webhook_log(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(String, String, String, i64, Option<i64>)>> {
+        Ok(sqlx::query(
+            "SELECT event, url, state, attempts, last_status_code FROM webhook_deliveries
+             ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect())
+    }
+
     /// The version of the status data; bumped by every status write.
     pub async fn status_version(&self) -> Result<i64> {
         Ok(

@@ -78,6 +78,38 @@ fn parse_components(
     .transpose()
 }
 
+/// Queues the incident, in its Statuspage shape from the freshly rendered JSON, for every
+/// webhook receiver. A failure to queue is logged; the change itself has been committed.
+pub(super) async fn incident_event(state: &State, id: i64, event: &str) {
+    if !state.notifier.enabled() {
+        return;
+    }
+    let rendered = state.status.current();
+    let incident = rendered
+        .get("/api/v2/incidents.json")
+        .and_then(|p| serde_json::from_slice::<serde_json::Value>(p.body(Encoding::Identity)).ok())
+        .and_then(|v| {
+            v["incidents"]
+                .as_array()?
+                .iter()
+                .find(|i| i["id"].as_str() == Some(id.to_string().as_str()))
+                .cloned()
+        })
+        .unwrap_or_else(|| serde_json::json!({ "id": id.to_string() }));
+    let payload = serde_json::json!({
+        "event": event,
+        "page": { "id": "kizashi", "name": state.settings.status.name, "url": state.settings.status.public_url },
+        "incident": incident,
+    });
+    if let Err(e) = state
+        .notifier
+        .enqueue(&state.store, event, &payload, state.clock.now())
+        .await
+    {
+        tracing::error!(error = %e, incident = id, "webhook could not be queued");
+    }
+}
+
 async fn changed(state: &State) -> Result<(), WebError> {
     state
         .status
@@ -140,6 +172,7 @@ pub async fn create_incident(
         after,
     )
     .await;
+    incident_event(&state, id, "incident.created").await;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/status/incidents/{id}")))
         .json(
@@ -203,6 +236,7 @@ async fn apply_change(
         after,
     )
     .await;
+    incident_event(state, id, "incident.updated").await;
     Ok(())
 }
 

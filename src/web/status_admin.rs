@@ -189,6 +189,7 @@ pub async fn post_incident(
         Some(format!("{n:?}")),
     )
     .await;
+    super::status::incident_event(&state, id, "incident.created").await;
     Ok(back())
 }
 
@@ -222,6 +223,7 @@ pub async fn post_update(
         Some(format!("{c:?}")),
     )
     .await;
+    super::status::incident_event(&state, id, "incident.updated").await;
     Ok(back())
 }
 

@@ -5,6 +5,7 @@ mod cli;
 mod fixtures;
 mod flow;
 mod status;
+mod webhooks;
 
 use kizashi::app::{AppState, Application};
 use kizashi::clock::ManualClock;
