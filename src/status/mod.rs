@@ -188,7 +188,15 @@ impl StatusSite {
         if now.timestamp_millis() < cur.valid_until {
             return Ok(cur);
         }
-        self.refresh(store, now, true).await
+        match self.refresh(store, now, true).await {
+            Ok(r) => Ok(r),
+            // The page must stay up when the database does not: serve the last bytes.
+            Err(e) if !cur.pages.is_empty() => {
+                tracing::error!(error = %e, "status pages could not be rebuilt; serving the last ones");
+                Ok(cur)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Rebuilds when the stored version differs from the rendered one (or, with `force_time`,

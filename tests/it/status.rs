@@ -757,3 +757,17 @@ async fn a_write_by_another_node_reaches_this_nodes_pages() {
     assert_eq!(head.status(), 200);
     assert!(head.headers().get("etag").is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_bytes_are_served_when_the_database_is_gone() {
+    let app = app().await;
+    components(&app).await;
+    let before = get(&app, "/status", &[]).await;
+    assert_eq!(before.status, 200);
+    app.state.store.close().await;
+    // Past JST midnight a rebuild is due, but the database cannot answer.
+    app.clock.set(test_now() + chrono::Duration::days(1));
+    let after = get(&app, "/status", &[]).await;
+    assert_eq!(after.status, 200);
+    assert_eq!(after.body, before.body);
+}
