@@ -38,13 +38,18 @@ pub fn server(
             }))
             .wrap(actix_web::middleware::from_fn(auth::guard))
             .wrap(security_headers())
-            .wrap(actix_web::middleware::Compress::default())
             .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("kizashi::http"))
-            .configure(public_routes)
-            .configure(viewer_routes)
-            .configure(operator_routes)
-            .configure(account_routes)
-            .configure(admin_routes)
+            // Status documents are pre-compressed: registered first, outside Compress.
+            .configure(status_routes)
+            .service(
+                web::scope("")
+                    .wrap(actix_web::middleware::Compress::default())
+                    .configure(public_routes)
+                    .configure(viewer_routes)
+                    .configure(operator_routes)
+                    .configure(account_routes)
+                    .configure(admin_routes),
+            )
     })
     .listen(listener)?
     .run();
@@ -85,14 +90,18 @@ pub const STATUS_PATHS: &[&str] = &[
     "/api/v2/scheduled-maintenances/active.json",
 ];
 
-/// Open to anyone, always: health, static assets and the status page.
-fn public_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(api::healthz))
-        .route("/static/{name}", web::get().to(static_file));
+/// The public status documents (pre-rendered, pre-compressed).
+fn status_routes(cfg: &mut web::ServiceConfig) {
     for path in STATUS_PATHS {
         cfg.route(path, web::get().to(status::public))
             .route(path, web::head().to(status::public));
     }
+}
+
+/// Open to anyone, always: health, static assets and the sign-in pages.
+fn public_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(api::healthz))
+        .route("/static/{name}", web::get().to(static_file));
     cfg.route("/login", web::get().to(auth::login_form))
         .route("/login", web::post().to(auth::login))
         .route("/logout", web::post().to(auth::logout))

@@ -52,11 +52,11 @@ pub async fn public(req: HttpRequest, state: State) -> Result<HttpResponse, WebE
     if matched {
         return Ok(resp.finish());
     }
-    // An explicit Content-Encoding (identity too) keeps the Compress middleware off these bytes.
-    Ok(resp
-        .content_type(page.content_type)
-        .insert_header((header::CONTENT_ENCODING, enc.token()))
-        .body(page.body(enc).clone()))
+    resp.content_type(page.content_type);
+    if enc != Encoding::Identity {
+        resp.insert_header((header::CONTENT_ENCODING, enc.token()));
+    }
+    Ok(resp.body(page.body(enc).clone()))
 }
 
 fn bad(field: &str) -> impl Fn(String) -> WebError + '_ {

@@ -771,3 +771,16 @@ async fn the_last_bytes_are_served_when_the_database_is_gone() {
     assert_eq!(after.status, 200);
     assert_eq!(after.body, before.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_is_sent_as_is_even_to_clients_that_only_accept_deflate() {
+    let app = app().await;
+    let plain = get(&app, "/status", &[]).await;
+    let deflate = get(&app, "/status", &[("accept-encoding", "deflate")]).await;
+    assert_eq!(deflate.header("content-encoding"), None);
+    assert_eq!(deflate.body, plain.body);
+    assert_eq!(deflate.header("etag"), plain.header("etag"));
+    // Other pages are still compressed on the fly.
+    let dash = get(&app, "/", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(dash.header("content-encoding"), Some("gzip"));
+}
