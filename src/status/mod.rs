@@ -45,30 +45,32 @@ impl Encoding {
     }
 
     /// Picks the best encoding an `Accept-Encoding` value allows: brotli, then gzip, else
-    /// identity. Honors `q=0` and `*`.
+    /// identity. Honors `q=0` and `*`. No allocation: it runs on every request.
     pub fn negotiate(accept: Option<&str>) -> Encoding {
         let Some(accept) = accept else {
             return Encoding::Identity;
         };
-        let mut q_of = HashMap::new();
+        // (br, gzip, *): None = not mentioned, Some(q > 0) = allowed or refused.
+        let (mut br, mut gzip, mut star) = (None, None, None);
         for part in accept.split(',') {
             let mut it = part.split(';');
-            let name = it.next().unwrap_or("").trim().to_ascii_lowercase();
-            let q = it
+            let name = it.next().unwrap_or("").trim();
+            let allowed = it
                 .filter_map(|p| p.trim().strip_prefix("q="))
                 .filter_map(|v| v.trim().parse::<f32>().ok())
                 .next()
-                .unwrap_or(1.0);
-            q_of.insert(name, q);
+                .is_none_or(|q| q > 0.0);
+            if name.eq_ignore_ascii_case("br") {
+                br = Some(allowed);
+            } else if name.eq_ignore_ascii_case("gzip") {
+                gzip = Some(allowed);
+            } else if name == "*" {
+                star = Some(allowed);
+            }
         }
-        let allowed = |name: &str| {
-            q_of.get(name)
-                .or_else(|| q_of.get("*"))
-                .is_some_and(|q| *q > 0.0)
-        };
-        if allowed("br") {
+        if br.or(star).unwrap_or(false) {
             Encoding::Brotli
-        } else if allowed("gzip") {
+        } else if gzip.or(star).unwrap_or(false) {
             Encoding::Gzip
         } else {
             Encoding::Identity
@@ -149,6 +151,8 @@ impl Rendered {
 
 /// The rendered set this node serves.
 pub struct StatusSite {
+    /// `Cache-Control` of every public status response, built once.
+    pub cache_control: String,
     current: RwLock<Arc<Rendered>>,
     rebuilding: tokio::sync::Mutex<()>,
     settings: StatusSettings,
@@ -159,6 +163,10 @@ impl StatusSite {
     /// Empty until the first `refresh`; `valid_until` of 0 makes the first request build.
     pub fn new(settings: StatusSettings, css: &str) -> Self {
         Self {
+            cache_control: format!(
+                "public, max-age={}, stale-while-revalidate={}",
+                settings.max_age_secs, settings.stale_while_revalidate_secs
+            ),
             current: RwLock::new(Arc::new(Rendered {
                 version: -1,
                 valid_until: i64::MIN,

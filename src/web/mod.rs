@@ -38,7 +38,7 @@ pub fn server(
             }))
             .wrap(actix_web::middleware::from_fn(auth::guard))
             .wrap(security_headers())
-            .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("kizashi::http"))
+            .wrap(access_log())
             // Status documents are pre-compressed: registered first, outside Compress.
             .configure(status_routes)
             .service(
@@ -54,6 +54,15 @@ pub fn server(
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+/// One line per request, except the fixed public status documents: during a rush those are
+/// most of the traffic, and a log line costs more than serving them.
+fn access_log() -> actix_web::middleware::Logger {
+    STATUS_PATHS.iter().filter(|p| !p.contains('{')).fold(
+        actix_web::middleware::Logger::new("%r %s %Dms").log_target("kizashi::http"),
+        |l, p| l.exclude(*p),
+    )
 }
 
 /// Sent on every response. The pages use no inline script or style; the TOTP QR code is a

@@ -31,11 +31,6 @@ pub async fn public(req: HttpRequest, state: State) -> Result<HttpResponse, WebE
             .and_then(|v| v.to_str().ok()),
     );
     let etag = page.etag(enc);
-    let s = &state.settings.status;
-    let cache = format!(
-        "public, max-age={}, stale-while-revalidate={}",
-        s.max_age_secs, s.stale_while_revalidate_secs
-    );
     let matched = req
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -48,7 +43,7 @@ pub async fn public(req: HttpRequest, state: State) -> Result<HttpResponse, WebE
     };
     resp.insert_header((header::ETAG, etag))
         .insert_header((header::VARY, "Accept-Encoding"))
-        .insert_header((header::CACHE_CONTROL, cache));
+        .insert_header((header::CACHE_CONTROL, state.status.cache_control.as_str()));
     if matched {
         return Ok(resp.finish());
     }
