@@ -681,35 +681,62 @@ async fn measure_status_serving() {
             p.body(Brotli).len()
         );
     }
-    for path in ["/status", "/api/v2/summary.json"] {
-        let total = 20_000;
-        let conns = 32;
-        let client = raw();
-        let t = std::time::Instant::now();
-        let mut tasks = Vec::new();
-        for _ in 0..conns {
-            let client = client.clone();
-            let url = format!("{}{path}", app.base);
-            tasks.push(tokio::spawn(async move {
-                for _ in 0..total / conns {
-                    let r = client
-                        .get(&url)
-                        .header("accept-encoding", "gzip, br")
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(r.status(), 200);
-                    r.bytes().await.unwrap();
+    // The same bytes from a minimal actix-web handler, for a relative comparison.
+    let page = rendered.get("/status").unwrap();
+    let (br_body, br_tag) = (
+        page.body(kizashi::status::Encoding::Brotli).clone(),
+        page.etag(kizashi::status::Encoding::Brotli).to_string(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let minimal = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let server = actix_web::HttpServer::new(move || {
+        let (b, t) = (br_body.clone(), br_tag.clone());
+        actix_web::App::new().route(
+            "/status",
+            actix_web::web::get().to(move || {
+                let (b, t) = (b.clone(), t.clone());
+                async move {
+                    actix_web::HttpResponse::Ok()
+                        .content_type("text/html; charset=utf-8")
+                        .insert_header(("content-encoding", "br"))
+                        .insert_header(("etag", t))
+                        .body(b)
                 }
-            }));
+            }),
+        )
+    })
+    .workers(2)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    let ours = app.base.trim_start_matches("http://").to_string();
+    let mut runs: Vec<(String, f64, f64)> = Vec::new();
+    for round in 0..3 {
+        for (name, addr, path) in [
+            ("kizashi /status", &ours, "/status"),
+            ("minimal handler /status", &minimal, "/status"),
+            (
+                "kizashi /api/v2/summary.json",
+                &ours,
+                "/api/v2/summary.json",
+            ),
+        ] {
+            let (rps, p99) = load(addr, path, 32, 20_000).await;
+            println!("round {round}: {name}: {rps:.0} req/s, p99 {p99:.2} ms");
+            runs.push((name.to_string(), rps, p99));
         }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let secs = t.elapsed().as_secs_f64();
+    }
+    for name in [
+        "kizashi /status",
+        "minimal handler /status",
+        "kizashi /api/v2/summary.json",
+    ] {
+        let mut r: Vec<&(String, f64, f64)> = runs.iter().filter(|x| x.0 == name).collect();
+        r.sort_by(|a, b| a.1.total_cmp(&b.1));
         println!(
-            "{path}: {total} requests over {conns} connections in {secs:.2} s = {:.0} req/s",
-            total as f64 / secs
+            "median of 3: {name}: {:.0} req/s, p99 {:.2} ms",
+            r[1].1, r[1].2
         );
     }
 }
@@ -783,4 +810,57 @@ async fn identity_is_sent_as_is_even_to_clients_that_only_accept_deflate() {
     // Other pages are still compressed on the fly.
     let dash = get(&app, "/", &[("accept-encoding", "gzip")]).await;
     assert_eq!(dash.header("content-encoding"), Some("gzip"));
+}
+
+/// A small keep-alive HTTP/1.1 load generator: `conns` connections send `total` GETs with
+/// `Accept-Encoding: br` and read each response by its Content-Length. Returns (requests per
+/// second, p99 latency in ms).
+async fn load(addr: &str, path: &str, conns: usize, total: usize) -> (f64, f64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept-Encoding: gzip, deflate, br\r\n\r\n"
+    );
+    let start = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (addr, request) = (addr.to_string(), request.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            sock.set_nodelay(true).unwrap();
+            let mut lat = Vec::with_capacity(total / conns);
+            let mut buf = vec![0u8; 256 * 1024];
+            for _ in 0..total / conns {
+                let t = std::time::Instant::now();
+                sock.write_all(request.as_bytes()).await.unwrap();
+                let mut have = 0;
+                let (head_end, len) = loop {
+                    let n = sock.read(&mut buf[have..]).await.unwrap();
+                    assert!(n > 0, "server closed");
+                    have += n;
+                    if let Some(p) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..p]).to_ascii_lowercase();
+                        assert!(head.starts_with("http/1.1 200"), "{head}");
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map(|v| v.trim().parse().unwrap())
+                            .unwrap();
+                        break (p + 4, len);
+                    }
+                };
+                while have < head_end + len {
+                    have += sock.read(&mut buf[have..]).await.unwrap();
+                }
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    all.sort_by(|a, b| a.total_cmp(b));
+    (all.len() as f64 / secs, all[all.len() * 99 / 100])
 }
