@@ -56,6 +56,14 @@ CREATE TABLE audit_log (
     after  TEXT
 );
 CREATE INDEX audit_log_at ON audit_log (at);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'audit_log is append-only');
+END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'audit_log is append-only');
+END;
 
 -- API tokens for scripts: `read` (GET /api/…) or `write` (also /api/v1/…), acting for their
 -- owner with at most the owner's role. Only the SHA-256 of the token is stored.

@@ -729,3 +729,53 @@ async fn components_belong_to_admins_incidents_to_operators() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_ends_a_users_sessions_and_the_audit_log_is_append_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_path_buf();
+    let app = spawn_app_with(test_settings(&data, &[]), Some(dir)).await;
+    let (ops_secret, _) = enrol(&app, "ops", Role::Operator).await;
+    let (admin_secret, _) = enrol(&app, "admin", Role::Admin).await;
+    let mut ops = Browser::new(&app);
+    let code = next_code(&app, &ops_secret.unwrap());
+    assert_eq!(ops.login("ops", PASSWORD, &code).await.status, 303);
+    let mut admin = Browser::new(&app);
+    let code = next_code(&app, &admin_secret.unwrap());
+    assert_eq!(admin.login("admin", PASSWORD, &code).await.status, 303);
+    let users = admin.get("/admin/users").await;
+    let csrf = hidden_csrf(&users.text);
+    assert_eq!(
+        admin
+            .post_form("/admin/users/ops/end-sessions", &[])
+            .await
+            .status,
+        403,
+        "CSRF token required"
+    );
+    assert_eq!(ops.get("/account").await.status, 200);
+    let r = admin
+        .post_form("/admin/users/ops/end-sessions", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(ops.get("/account").await.status, 303, "ops was signed out");
+    assert_eq!(admin.get("/account").await.status, 200, "the admin was not");
+    let log = admin.get("/admin/users").await.text;
+    for action in ["user_setup", "sign_in", "user_end_sessions"] {
+        assert!(log.contains(action), "{action} in the audit log");
+    }
+
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        data.join("kizashi.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    for sql in [
+        "UPDATE audit_log SET actor = 'someone else'",
+        "DELETE FROM audit_log",
+    ] {
+        let e = sqlx::query(sql).execute(&pool).await.unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+    }
+}
