@@ -36,13 +36,14 @@ pub fn server(
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 WebError::BadRequest(format!("bad query string: {e}")).into()
             }))
-            .wrap(actix_web::middleware::from_fn(auth::guard))
             .wrap(security_headers())
             .wrap(access_log())
-            // Status documents are pre-compressed: registered first, outside Compress.
+            // Status documents are public and pre-compressed: registered first, outside the
+            // scope that carries the access guard and Compress.
             .configure(status_routes)
             .service(
                 web::scope("")
+                    .wrap(actix_web::middleware::from_fn(auth::guard))
                     .wrap(actix_web::middleware::Compress::default())
                     .configure(public_routes)
                     .configure(viewer_routes)
