@@ -9,12 +9,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN="${CARGO_TARGET_DIR:-target}/release"
+BIN="${BIN:-${CARGO_TARGET_DIR:-target}/release}"
 DURATION="${DURATION:-10s}"
 CONNS="${CONNS:-32}"
 ACCEPT="gzip, deflate, br"
 K_PORT=18180 N_PORT=18181 M_PORT=18182
 WORK="$(mktemp -d)"
+chmod 755 "$WORK"  # nginx workers run unprivileged
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -84,8 +85,14 @@ wait_port $M_PORT status
 for path in /status /api/v2/summary.json; do
   sums=$(for port in $K_PORT $N_PORT $M_PORT; do
     curl -s -H "Accept-Encoding: $ACCEPT" "http://127.0.0.1:$port$path" | sha256sum | cut -c1-16
-  done | sort -u | wc -l)
-  [ "$sums" = 1 ] || { echo "servers disagree on $path" >&2; exit 1; }
+  done)
+  if [ "$(sort -u <<<"$sums" | wc -l)" != 1 ]; then
+    echo "servers disagree on $path (kizashi, nginx, minimal):" $sums >&2
+    for port in $K_PORT $N_PORT $M_PORT; do
+      curl -s -D - -o /dev/null -H "Accept-Encoding: $ACCEPT" "http://127.0.0.1:$port$path" | grep -i "content-encoding\|content-length\|HTTP/" >&2
+    done
+    exit 1
+  fi
 done
 echo "bytes: /status $(curl -s -H "Accept-Encoding: $ACCEPT" "$K/status" | wc -c) B (br), summary.json $(curl -s -H "Accept-Encoding: $ACCEPT" "$K/api/v2/summary.json" | wc -c) B (br)"
 
