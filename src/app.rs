@@ -24,6 +24,12 @@ pub struct AppState {
     pub http: HttpClient,
     /// Woken after every committed write so the indexer follows at once.
     pub index_notify: Notify,
+    /// The public status pages, pre-rendered.
+    pub status: crate::status::StatusSite,
+    /// Set once any account exists; until then every page is open (a fresh install).
+    pub accounts_exist: std::sync::atomic::AtomicBool,
+    /// Outgoing webhooks on incident changes.
+    pub notifier: crate::notify::Notifier,
 }
 
 /// Loads dictionaries from `dictionaries_dir` when configured, else the built-in ones.
@@ -53,6 +59,8 @@ impl AppState {
         }
         let index = SearchIndex::open(&settings.index_dir(), analyzer, aliases)?;
         let http = HttpClient::new(&settings.crawl)?;
+        let settings_status = settings.status.clone();
+        let settings_webhooks = settings.webhooks.clone();
         Ok(Arc::new(Self {
             settings,
             store,
@@ -62,6 +70,9 @@ impl AppState {
             clock,
             http,
             index_notify: Notify::new(),
+            status: crate::status::StatusSite::new(settings_status, crate::web::css_name()),
+            accounts_exist: std::sync::atomic::AtomicBool::new(false),
+            notifier: crate::notify::Notifier::new(settings_webhooks),
         }))
     }
 }
@@ -99,10 +110,14 @@ impl Application {
         let stop = Arc::new(AtomicBool::new(false));
         let indexer = crate::jobs::spawn_indexer(self.state.clone(), stop.clone());
         let mut scheduler = crate::jobs::start_scheduler(self.state.clone()).await?;
+        let status_poller = crate::jobs::spawn_status_poller(self.state.clone(), stop.clone());
+        let webhooks = crate::jobs::spawn_webhook_worker(self.state.clone(), stop.clone());
         let result = self.server.await;
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         self.state.index_notify.notify_one();
         let _ = scheduler.shutdown().await;
+        status_poller.abort();
+        webhooks.abort();
         let _ = tokio::task::spawn_blocking(move || indexer.join()).await;
         self.state.store.close().await;
         Ok(result?)

@@ -86,6 +86,48 @@ enum Command {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Write the public status pages, feeds and JSON as static files (with .gz and .br
+    /// siblings) into DIR, for a CDN or object storage.
+    ExportStatus { dir: PathBuf },
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens for scripts.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token acting for USER and print it once (only its hash is stored).
+    Add {
+        name: String,
+        #[arg(long)]
+        user: String,
+        /// read: GET the read APIs (search, timeseries); write: also /api/v1/ (incidents,
+        /// components, maintenance). Never more than the user's own role.
+        #[arg(long)]
+        scope: String,
+    },
+    /// Revoke a token.
+    Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create an account and print its one-time setup link (valid 24 hours).
+    Add {
+        name: String,
+        /// admin (users, components), operator (incidents, maintenance) or viewer (dashboard,
+        /// search). Admins and operators must enrol TOTP.
+        #[arg(long)]
+        role: String,
+    },
+    /// Lift a sign-in lockout.
+    Unlock { name: String },
+    /// Reset password and 2FA: end every session and token of the user now, and print a new
+    /// one-time setup link.
+    Reset { name: String },
 }
 
 pub fn main() -> ExitCode {
@@ -328,6 +370,101 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
                     "rescored": report.counts.updated,
                     "failed": report.failed,
                 })
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User(UserCommand::Add { name, role }) => {
+            let role = crate::auth::Role::parse(&role).map_err(anyhow::Error::msg)?;
+            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let token = crate::auth::create_user(&store, &name, role, clock.now()).await?;
+            crate::auth::audit(
+                &store,
+                crate::store::AuditEntry {
+                    at: clock.now().timestamp_millis(),
+                    actor: "(command line)".into(),
+                    ip: "local".into(),
+                    action: "user_add".into(),
+                    target: format!("user:{name}"),
+                    before: None,
+                    after: Some(format!("role {}", role.as_str())),
+                },
+            )
+            .await;
+            println!("{}/setup/{token}", settings.status.public_url);
+            eprintln!(
+                "created {name} ({}); open the link above within 24 hours to set a password{}",
+                role.as_str(),
+                if role.needs_totp() {
+                    " and two-factor authentication"
+                } else {
+                    ""
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User(UserCommand::Reset { name }) => {
+            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let token = crate::auth::reset_user(&store, &name, clock.now()).await?;
+            crate::auth::audit(
+                &store,
+                crate::store::AuditEntry {
+                    at: clock.now().timestamp_millis(),
+                    actor: "(command line)".into(),
+                    ip: "local".into(),
+                    action: "user_reset".into(),
+                    target: format!("user:{name}"),
+                    before: None,
+                    after: Some("password and 2FA reset; sessions and tokens ended".into()),
+                },
+            )
+            .await;
+            println!("{}/setup/{token}", settings.status.public_url);
+            eprintln!(
+                "every session and API token of {name} has ended; open the link within 24 hours"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User(UserCommand::Unlock { name }) => {
+            let store = crate::store::Store::open(&settings.data_dir).await?;
+            store
+                .unlock_user(&name, clock.now().timestamp_millis())
+                .await?;
+            println!("unlocked {name}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCommand::Add { name, user, scope }) => {
+            let scope = crate::auth::TokenScope::parse(&scope).map_err(anyhow::Error::msg)?;
+            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let token = crate::auth::create_token(&store, &name, &user, scope, clock.now()).await?;
+            println!("{token}");
+            eprintln!(
+                "created {} token {name} for {user}; send it as `Authorization: Bearer …`; it is not shown again",
+                scope.as_str()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCommand::Revoke { name }) => {
+            let store = crate::store::Store::open(&settings.data_dir).await?;
+            store
+                .revoke_api_token(&name, clock.now().timestamp_millis())
+                .await?;
+            println!("revoked {name}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ExportStatus { dir } => {
+            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let site =
+                crate::status::StatusSite::new(settings.status.clone(), crate::web::css_name());
+            let rendered = site.refresh(&store, clock.now(), true).await?;
+            let n = crate::status::export(&rendered, &dir)
+                .with_context(|| format!("writing into {}", dir.display()))?;
+            let css = dir.join("static").join(crate::web::css_name());
+            std::fs::create_dir_all(dir.join("static"))?;
+            std::fs::write(&css, crate::web::css())?;
+            println!(
+                "wrote {n} status documents (status version {}) and the stylesheet to {}",
+                rendered.version,
+                dir.display()
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -39,6 +39,65 @@ struct RawSettings {
     sources: Vec<RawSource>,
     #[serde(default = "default_services")]
     services: Vec<String>,
+    #[serde(default)]
+    status: RawStatus,
+    #[serde(default = "default_true")]
+    cookie_secure: bool,
+    #[serde(default)]
+    public_dashboard: bool,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    #[serde(default)]
+    webhooks: Vec<RawWebhook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: String,
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStatus {
+    #[serde(default = "default_status_name")]
+    name: String,
+    #[serde(default = "default_public_url")]
+    public_url: String,
+    #[serde(default = "default_max_age")]
+    max_age_secs: u32,
+    #[serde(default = "default_swr")]
+    stale_while_revalidate_secs: u32,
+}
+
+impl Default for RawStatus {
+    fn default() -> Self {
+        Self {
+            name: default_status_name(),
+            public_url: default_public_url(),
+            max_age_secs: default_max_age(),
+            stale_while_revalidate_secs: default_swr(),
+        }
+    }
+}
+
+fn default_status_name() -> String {
+    "kizashi".into()
+}
+fn default_public_url() -> String {
+    "http://127.0.0.1:8080".into()
+}
+fn default_max_age() -> u32 {
+    10
+}
+fn default_swr() -> u32 {
+    60
 }
 
 #[derive(Debug, Deserialize)]
@@ -251,9 +310,35 @@ pub struct CrawlSettings {
     pub backoff_base: std::time::Duration,
 }
 
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub url: url::Url,
+    pub secret: Option<String>,
+}
+
+/// The public status page.
+#[derive(Debug, Clone)]
+pub struct StatusSettings {
+    /// Shown as the page title and in the JSON `page.name`.
+    pub name: String,
+    /// Absolute base URL of the public site, without a trailing slash (feeds and JSON links).
+    pub public_url: String,
+    pub max_age_secs: u32,
+    pub stale_while_revalidate_secs: u32,
+}
+
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub status: StatusSettings,
+    /// Session cookies carry `Secure`; off only for plain-HTTP development.
+    pub cookie_secure: bool,
+    /// Once accounts exist the dashboard and search need a viewer sign-in, unless this is on.
+    pub public_dashboard: bool,
+    /// Reverse proxies whose X-Forwarded-For is believed for the client address.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Receivers of incident changes (POSTed JSON, HMAC-signed when a secret is set).
+    pub webhooks: Vec<WebhookConfig>,
     pub bind: SocketAddr,
     pub data_dir: PathBuf,
     pub dictionaries_dir: Option<PathBuf>,
@@ -328,6 +413,11 @@ impl Settings {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            // Other programs' KIZASHI_* variables (and typos of ours) are not config keys.
+            if !ENV_KEYS.contains(&path[0].as_str()) {
+                tracing::warn!(variable = %name, "ignored: not a configuration key");
+                continue;
+            }
             set_path(&mut table, &path, env_value(&value))
                 .map_err(|reason| key_err(path.join("."), format!("from {name}: {reason}")))?;
         }
@@ -448,6 +538,26 @@ impl Settings {
                 ));
             }
         }
+        let public_url = url::Url::parse(&raw.status.public_url)
+            .map_err(|e| key_err("status.public_url", format!("not a URL: {e}")))?;
+        if !matches!(public_url.scheme(), "http" | "https") {
+            return Err(key_err("status.public_url", "must be an http or https URL"));
+        }
+        if raw.status.name.trim().is_empty() {
+            return Err(key_err("status.name", "must not be empty"));
+        }
+        if raw.status.max_age_secs > 3600 {
+            return Err(key_err(
+                "status.max_age_secs",
+                "at most 3600: clients would miss incidents for too long",
+            ));
+        }
+        let status = StatusSettings {
+            name: raw.status.name.trim().to_string(),
+            public_url: raw.status.public_url.trim_end_matches('/').to_string(),
+            max_age_secs: raw.status.max_age_secs,
+            stale_while_revalidate_secs: raw.status.stale_while_revalidate_secs,
+        };
         let known = crate::dictionaries::Dictionaries::builtin();
         let mut services = Vec::new();
         for (i, s) in raw.services.iter().enumerate() {
@@ -460,7 +570,42 @@ impl Settings {
             }
             services.push(slug);
         }
+        let mut trusted_proxies = Vec::new();
+        for (i, p) in raw.trusted_proxies.iter().enumerate() {
+            trusted_proxies.push(p.trim().parse::<std::net::IpAddr>().map_err(|_| {
+                key_err(
+                    format!("trusted_proxies[{i}]"),
+                    format!("{p:?} is not an IP address like 127.0.0.1 or ::1"),
+                )
+            })?);
+        }
+        let mut webhooks = Vec::new();
+        for (i, w) in raw.webhooks.into_iter().enumerate() {
+            let url = url::Url::parse(&w.url)
+                .map_err(|e| key_err(format!("webhooks[{i}].url"), format!("{:?}: {e}", w.url)))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(key_err(
+                    format!("webhooks[{i}].url"),
+                    "must be http or https",
+                ));
+            }
+            if w.secret.as_deref().is_some_and(|s| s.len() < 16) {
+                return Err(key_err(
+                    format!("webhooks[{i}].secret"),
+                    "at least 16 characters (it signs the payload)",
+                ));
+            }
+            webhooks.push(WebhookConfig {
+                url,
+                secret: w.secret,
+            });
+        }
         Ok(Self {
+            status,
+            webhooks,
+            cookie_secure: raw.cookie_secure,
+            public_dashboard: raw.public_dashboard,
+            trusted_proxies,
             bind,
             data_dir: raw.data_dir,
             dictionaries_dir: raw.dictionaries_dir,
@@ -489,6 +634,21 @@ impl Settings {
         self.data_dir.join("index")
     }
 }
+
+/// Top-level keys an environment variable may set.
+const ENV_KEYS: &[&str] = &[
+    "bind",
+    "data_dir",
+    "dictionaries_dir",
+    "crawl",
+    "sources",
+    "services",
+    "status",
+    "cookie_secure",
+    "public_dashboard",
+    "trusted_proxies",
+    "webhooks",
+];
 
 fn env_lookup(var: &str) -> Option<String> {
     std::env::var(var).ok().filter(|v| !v.is_empty())
@@ -556,6 +716,8 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         assert_eq!(s.services.len(), 10);
         assert!(!s.crawl.allow_private_networks);
+        assert!(s.cookie_secure, "cookies are Secure unless turned off");
+        assert!(!s.public_dashboard);
     }
 
     #[test]
@@ -567,6 +729,7 @@ mod tests {
                 ("KIZASHI_DATA_DIR", "/tmp/k"),
                 ("KIZASHI_CRAWL__ALLOW_PRIVATE_NETWORKS", "true"),
                 ("OTHER", "x"),
+                ("KIZASHI_SOMETHING_ELSE", "1"),
             ],
         )
         .unwrap();
@@ -606,6 +769,14 @@ mod tests {
             (
                 "[crawl]\nper_host_interval_ms = 0",
                 "`crawl.per_host_interval_ms`",
+            ),
+            ("[status]\npublic_url = \"ftp://x\"", "`status.public_url`"),
+            ("[status]\nmax_age_secs = 86400", "`status.max_age_secs`"),
+            ("trusted_proxies = [\"nginx\"]", "`trusted_proxies[0]`"),
+            ("[[webhooks]]\nurl = \"ftp://x/\"", "`webhooks[0].url`"),
+            (
+                "[[webhooks]]\nurl = \"https://x/\"\nsecret = \"short\"",
+                "`webhooks[0].secret`",
             ),
         ];
         for (file, key) in rows {

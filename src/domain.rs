@@ -197,3 +197,5 @@ mod tests {
         assert_eq!(SentimentLabel::from_score(0.3), SentimentLabel::Positive);
     }
 }
+
+pub mod status;

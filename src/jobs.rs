@@ -454,3 +454,50 @@ pub async fn source_statuses(
         })
         .collect())
 }
+
+/// Keeps this node's pre-rendered status pages current: once a second it compares the stored
+/// status version with the rendered one (another node may have written) and checks the clock
+/// for time events (a maintenance window opening or closing, JST midnight).
+pub fn spawn_status_poller(
+    state: Arc<AppState>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            tick.tick().await;
+            if let Err(e) = state
+                .status
+                .refresh(&state.store, state.clock.now(), true)
+                .await
+            {
+                tracing::warn!(error = %e, "status pages could not be rebuilt");
+            }
+        }
+    })
+}
+
+/// Delivers queued webhooks once a second (retries wait for their time, from the clock).
+pub fn spawn_webhook_worker(
+    state: Arc<AppState>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if !state.notifier.enabled() {
+            return;
+        }
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            tick.tick().await;
+            if let Err(e) = state
+                .notifier
+                .deliver_due(&state.store, state.clock.now())
+                .await
+            {
+                tracing::warn!(error = %e, "webhook delivery failed");
+            }
+        }
+    })
+}

@@ -3,6 +3,7 @@
 //! Data flows one way: crawl → text → classify → pipeline → store → search → aggregate → web.
 pub mod aggregate;
 pub mod app;
+pub mod auth;
 pub mod classify;
 pub mod cli;
 pub mod clock;
@@ -12,9 +13,11 @@ pub mod dictionaries;
 pub mod domain;
 pub mod evaluate;
 pub mod jobs;
+pub mod notify;
 pub mod pipeline;
 pub mod search;
 pub mod spikes;
+pub mod status;
 pub mod store;
 pub mod text;
 pub mod web;

@@ -24,9 +24,18 @@ pub enum StoreError {
     },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+mod auth;
+mod status;
+pub use auth::{AuditEntry, SetupCompletion, UserRow};
+pub use status::{ComponentInput, IncidentChange, MaintenanceInput, NewIncident, WebhookDelivery};
 
 /// A token kept for indexing: normalized text, byte offsets in the original text, position,
 /// and — when they differ from the text — base form and reading.

@@ -32,6 +32,47 @@ pub struct BarChart {
     pub x_label: String,
     pub y_label: String,
     pub color: &'static str,
+    /// Status-page incidents drawn as bands behind the bars.
+    pub annotations: Vec<Annotation>,
+}
+
+/// An incident over a chart's time range: operational truth beside public perception.
+pub struct Annotation {
+    pub x: f64,
+    pub w: f64,
+    pub title: String,
+    pub href: String,
+}
+
+impl BarChart {
+    /// Adds incidents as bands; `from`..`to` (ms) is the chart's time range, mapped linearly
+    /// onto the plot as the day buckets are. `incidents` are (id, name, start, end or None).
+    pub fn annotate(
+        &mut self,
+        from: i64,
+        to: i64,
+        incidents: &[(i64, String, i64, Option<i64>)],
+        prefix: &str,
+    ) {
+        if to <= from {
+            return;
+        }
+        let span = (self.plot_right - self.plot_left) / (to - from) as f64;
+        for (id, name, start, end) in incidents {
+            let s = (*start).clamp(from, to);
+            let e = end.unwrap_or(to).clamp(from, to);
+            if e <= s && !(from..to).contains(start) {
+                continue;
+            }
+            let x = self.plot_left + (s - from) as f64 * span;
+            self.annotations.push(Annotation {
+                x,
+                w: ((e - s) as f64 * span).max(2.0),
+                title: name.clone(),
+                href: format!("{prefix}/status/incidents/{id}"),
+            });
+        }
+    }
 }
 
 /// Okabe–Ito palette: distinguishable with the common colour-vision deficiencies.
@@ -135,6 +176,7 @@ pub fn daily_bars(
         x_label: x_label.to_string(),
         y_label: y_label.to_string(),
         color,
+        annotations: Vec::new(),
     }
 }
 

@@ -10,6 +10,10 @@ pub enum WebError {
     BadRequest(String),
     #[error("not found")]
     NotFound,
+    #[error("{0} not found")]
+    NotFoundWhat(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -27,7 +31,35 @@ impl From<SearchError> for WebError {
 
 impl From<StoreError> for WebError {
     fn from(e: StoreError) -> Self {
-        WebError::Internal(e.to_string())
+        match e {
+            StoreError::NotFound(what) => WebError::NotFoundWhat(what),
+            StoreError::Invalid(msg) => WebError::BadRequest(msg),
+            other => WebError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::auth::AuthError> for WebError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        use crate::auth::AuthError;
+        match e {
+            AuthError::Store(s) => s.into(),
+            AuthError::Invalid(m) => WebError::BadRequest(m),
+            AuthError::SetupInvalid => WebError::NotFoundWhat(e.to_string()),
+            AuthError::BadCredentials | AuthError::Locked(_) | AuthError::IpLocked(_) => {
+                WebError::Forbidden(e.to_string())
+            }
+            AuthError::Hash(m) => WebError::Internal(m),
+        }
+    }
+}
+
+impl From<crate::status::StatusError> for WebError {
+    fn from(e: crate::status::StatusError) -> Self {
+        match e {
+            crate::status::StatusError::Store(s) => s.into(),
+            other => WebError::Internal(other.to_string()),
+        }
     }
 }
 
@@ -41,7 +73,8 @@ impl ResponseError for WebError {
     fn status_code(&self) -> StatusCode {
         match self {
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            WebError::NotFound => StatusCode::NOT_FOUND,
+            WebError::NotFound | WebError::NotFoundWhat(_) => StatusCode::NOT_FOUND,
+            WebError::Forbidden(_) => StatusCode::FORBIDDEN,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -1,11 +1,17 @@
-//! web: the only module that knows actix-web and askama. Routes are grouped public / viewer /
-//! operator / admin from the start; until accounts exist every group is open to viewers.
+//! web: the only module that knows actix-web and askama (the status pages' templates are
+//! rendered by `status`, off the request path). Routes are grouped public / viewer / operator /
+//! admin; `auth::required_access` is the one table of who may reach which path, and until an
+//! account exists every group is open.
 mod admin;
 mod api;
+pub mod auth;
 mod chart;
 pub mod error;
 mod i18n;
 mod pages;
+mod status;
+mod status_admin;
+mod users_admin;
 
 use crate::app::AppState;
 use crate::domain::Slug;
@@ -38,23 +44,111 @@ pub fn server(
                         WebError::BadRequest(format!("bad JSON body: {e}")).into()
                     }),
             )
-            .wrap(actix_web::middleware::Compress::default())
-            .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("kizashi::http"))
-            .configure(public_routes)
-            .configure(viewer_routes)
-            .configure(operator_routes)
-            .configure(admin_routes)
+            .wrap(security_headers())
+            .wrap(access_log())
+            // Status documents are public and pre-compressed: registered first, outside the
+            // scope that carries the access guard and Compress.
+            .configure(status_routes)
+            .service(
+                web::scope("")
+                    .wrap(actix_web::middleware::from_fn(auth::guard))
+                    .wrap(actix_web::middleware::Compress::default())
+                    .configure(public_routes)
+                    .configure(viewer_routes)
+                    .configure(operator_routes)
+                    .configure(account_routes)
+                    .configure(admin_routes),
+            )
     })
     .listen(listener)?
     .run();
     Ok(server)
 }
 
-/// Open to anyone, always: health and static assets (later: the status page).
+/// One line per request, except the fixed public status documents: during a rush those are
+/// most of the traffic, and a log line costs more than serving them.
+fn access_log() -> actix_web::middleware::Logger {
+    STATUS_PATHS.iter().filter(|p| !p.contains('{')).fold(
+        actix_web::middleware::Logger::new("%r %s %Dms").log_target("kizashi::http"),
+        |l, p| l.exclude(*p),
+    )
+}
+
+/// Sent on every response. The pages use no inline script or style; the TOTP QR code is a
+/// data: image.
+fn security_headers() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add((
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+             object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Referrer-Policy", "same-origin"))
+        .add(("X-Content-Type-Options", "nosniff"))
+}
+
+/// Paths of the public status documents; each is served from the pre-rendered set.
+pub const STATUS_PATHS: &[&str] = &[
+    "/status",
+    "/en/status",
+    "/status/history",
+    "/en/status/history",
+    "/status/incidents/{id}",
+    "/en/status/incidents/{id}",
+    "/status.atom",
+    "/status.rss",
+    "/api/v2/summary.json",
+    "/api/v2/status.json",
+    "/api/v2/components.json",
+    "/api/v2/incidents.json",
+    "/api/v2/incidents/unresolved.json",
+    "/api/v2/scheduled-maintenances.json",
+    "/api/v2/scheduled-maintenances/upcoming.json",
+    "/api/v2/scheduled-maintenances/active.json",
+];
+
+/// The public status documents (pre-rendered, pre-compressed).
+fn status_routes(cfg: &mut web::ServiceConfig) {
+    for path in STATUS_PATHS {
+        cfg.route(path, web::get().to(status::public))
+            .route(path, web::head().to(status::public));
+    }
+}
+
+/// Open to anyone, always: health, static assets and the sign-in pages.
 fn public_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(api::healthz))
         .route("/readyz", web::get().to(api::readyz))
         .route("/static/{name}", web::get().to(static_file));
+    cfg.route("/login", web::get().to(auth::login_form))
+        .route("/login", web::post().to(auth::login))
+        .route("/logout", web::post().to(auth::logout))
+        .route("/setup/{token}", web::get().to(auth::setup_form))
+        .route("/setup/{token}", web::post().to(auth::setup));
+}
+
+/// Signed-in pages for every role.
+fn account_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/account", web::get().to(auth::account)).route(
+        "/account/sign-out-everywhere",
+        web::post().to(auth::logout_everywhere),
+    );
+}
+
+/// User administration and the audit log (admin role).
+fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/users", web::get().to(users_admin::users_page))
+        .route(
+            "/admin/users/{name}/unlock",
+            web::post().to(users_admin::unlock_user),
+        )
+        .route(
+            "/admin/users/{name}/end-sessions",
+            web::post().to(users_admin::end_sessions),
+        )
+        .route("/admin/sources", web::get().to(admin::sources_ja))
+        .route("/en/admin/sources", web::get().to(admin::sources_en));
 }
 
 /// Read-only product pages and API (viewer role once accounts exist).
@@ -83,16 +177,52 @@ fn viewer_routes(cfg: &mut web::ServiceConfig) {
 
 /// Actions that change what the system does (operator role once accounts exist).
 fn operator_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/crawl", web::post().to(api::crawl_now));
-}
-
-/// Configuration of what the system watches (admin role once accounts exist).
-fn admin_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/sources", web::get().to(admin::sources_ja))
-        .route("/en/admin/sources", web::get().to(admin::sources_en));
+    cfg.route("/api/crawl", web::post().to(api::crawl_now))
+        .route("/api/v1/incidents", web::post().to(status::create_incident))
+        .route(
+            "/api/v1/incidents/{id}",
+            web::patch().to(status::patch_incident),
+        )
+        .route(
+            "/api/v1/incidents/{id}/updates",
+            web::post().to(status::add_update),
+        )
+        .route(
+            "/api/v1/components/{id}",
+            web::put().to(status::put_component),
+        )
+        .route(
+            "/api/v1/maintenances",
+            web::post().to(status::create_maintenance),
+        )
+        .route(
+            "/api/v1/maintenances/{id}/complete",
+            web::post().to(status::complete_maintenance),
+        )
+        .route("/admin/status", web::get().to(status_admin::status_page))
+        .route(
+            "/admin/status/incidents",
+            web::post().to(status_admin::post_incident),
+        )
+        .route(
+            "/admin/status/incidents/{id}/updates",
+            web::post().to(status_admin::post_update),
+        )
+        .route(
+            "/admin/status/components/{id}",
+            web::post().to(status_admin::post_component),
+        )
+        .route(
+            "/admin/status/maintenances",
+            web::post().to(status_admin::post_maintenance),
+        );
 }
 
 const CSS: &str = include_str!("../../static/css/app.css");
+
+pub fn css() -> &'static str {
+    CSS
+}
 
 /// The stylesheet's cache-busting name, `app.<hash>.css`.
 pub fn css_name() -> &'static str {

@@ -69,6 +69,7 @@ async fn dashboard(state: State, p: DashboardParams, lang: Lang) -> Result<HttpR
             "from must be before to, at most 400 days apart".into(),
         ));
     }
+    let incidents = state.store.incidents_between(from, to).await?;
     let mut panels = Vec::new();
     for (i, slug) in state
         .store
@@ -91,7 +92,7 @@ async fn dashboard(state: State, p: DashboardParams, lang: Lang) -> Result<HttpR
         let times = state.store.service_mention_times(&slug, from, to).await?;
         let b = buckets(&times, Interval::Day, from, to).map_err(WebError::BadRequest)?;
         let unit = if lang == Lang::Ja { "件" } else { "mentions" };
-        let chart = daily_bars(
+        let mut chart = daily_bars(
             &format!("chart-{slug}"),
             &format!("{name} — {}", t.mentions_per_day),
             &b,
@@ -100,6 +101,7 @@ async fn dashboard(state: State, p: DashboardParams, lang: Lang) -> Result<HttpR
             t.date_axis,
             t.count_axis,
         );
+        chart.annotate(from, to, &incidents, t.prefix);
         panels.push(ServicePanel {
             search_href: format!("{}/search?service={slug}", t.prefix),
             slug,

@@ -319,11 +319,11 @@ async fn misskey_and_bluesky_searches_with_sign_in() {
         },
     );
     let dir = tempfile::tempdir().unwrap();
-    std::env::set_var("KIZASHI_TEST_BSKY_PASSWORD", "s3cret-app-pw");
+    std::env::set_var("BSKY_TEST_APP_PASSWORD", "s3cret-app-pw");
     let toml = format!(
         "bind = \"127.0.0.1:0\"\ndata_dir = {:?}\n[crawl]\nallow_private_networks = true\nper_host_interval_ms = 1\n\
          [[sources]]\nname = \"misskey\"\nkind = \"misskey\"\nurl = \"{b}/api/notes/search\"\nquery = \"7pay\"\nschedule = \"0 0 0 1 1 *\"\nitem_kind = \"social\"\n\
-         [[sources]]\nname = \"bsky\"\nkind = \"bluesky\"\nurl = \"{b}\"\nquery = \"7pay\"\nidentifier = \"kizashi.bsky.social\"\napp_password_env = \"KIZASHI_TEST_BSKY_PASSWORD\"\nschedule = \"0 0 0 1 1 *\"\nitem_kind = \"social\"\n",
+         [[sources]]\nname = \"bsky\"\nkind = \"bluesky\"\nurl = \"{b}\"\nquery = \"7pay\"\nidentifier = \"kizashi.bsky.social\"\napp_password_env = \"BSKY_TEST_APP_PASSWORD\"\nschedule = \"0 0 0 1 1 *\"\nitem_kind = \"social\"\n",
         dir.path().display().to_string()
     );
     let settings =

@@ -1,5 +1,7 @@
 //! The one integration-test binary: starts the real app on port 0 against local fixtures.
+mod accounts;
 mod analysis;
+mod browser;
 mod cli;
 mod corpus;
 mod crawler;
@@ -7,6 +9,8 @@ mod fixtures;
 mod flow;
 mod fuzz;
 mod search;
+mod status;
+mod webhooks;
 
 use kizashi::app::{AppState, Application};
 use kizashi::clock::ManualClock;

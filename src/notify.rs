@@ -1,0 +1,152 @@
+//! notify: outgoing webhooks on incident changes. An event is queued in the database (one row
+//! per receiver, the delivery log) and a worker POSTs due rows, retrying with backoff.
+//!
+//! Receivers come from the config only (not from web input), and requests go through a
+//! client with short timeouts and no redirects. When the guarded crawler client (private
+//! address refusal) lands, delivery should move onto it, shared with alert delivery.
+use crate::config::WebhookConfig;
+use crate::store::{Store, StoreError, WebhookDelivery};
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use std::time::Duration;
+
+/// Attempts before a delivery is marked failed; waits double from `FIRST_RETRY_MS`.
+pub const MAX_ATTEMPTS: i64 = 6;
+pub const FIRST_RETRY_MS: i64 = 10_000;
+
+pub struct Notifier {
+    client: reqwest::Client,
+    hooks: Vec<WebhookConfig>,
+}
+
+/// `sha256=<hex HMAC-SHA256 of body>`.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// When the next attempt is due after `attempts` failed ones, or None to give up.
+pub fn retry_at(now: i64, attempts: i64) -> Option<i64> {
+    (attempts < MAX_ATTEMPTS).then(|| now + FIRST_RETRY_MS * (1 << (attempts - 1).clamp(0, 20)))
+}
+
+impl Notifier {
+    pub fn new(hooks: Vec<WebhookConfig>) -> Self {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("kizashi/", env!("CARGO_PKG_VERSION"), " webhook"))
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Self { client, hooks }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.hooks.is_empty()
+    }
+
+    /// Queues `payload` for every receiver.
+    pub async fn enqueue(
+        &self,
+        store: &Store,
+        event: &str,
+        payload: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if self.hooks.is_empty() {
+            return Ok(());
+        }
+        let urls: Vec<String> = self.hooks.iter().map(|h| h.url.to_string()).collect();
+        store
+            .enqueue_webhooks(&urls, event, &payload.to_string(), now.timestamp_millis())
+            .await
+    }
+
+    /// Delivers what is due; returns how many were attempted.
+    pub async fn deliver_due(
+        &self,
+        store: &Store,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let now_ms = now.timestamp_millis();
+        let due = store.due_webhooks(now_ms, 20).await?;
+        for d in &due {
+            self.deliver(store, d, now_ms).await?;
+        }
+        Ok(due.len())
+    }
+
+    async fn deliver(
+        &self,
+        store: &Store,
+        d: &WebhookDelivery,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let secret = self
+            .hooks
+            .iter()
+            .find(|h| h.url.as_str() == d.url)
+            .and_then(|h| h.secret.clone());
+        let mut req = self
+            .client
+            .post(&d.url)
+            .header("content-type", "application/json")
+            .header("x-kizashi-event", &d.event)
+            .header("x-kizashi-delivery", d.id.to_string());
+        if let Some(s) = secret {
+            req = req.header("x-kizashi-signature", signature(&s, d.payload.as_bytes()));
+        }
+        let attempts = d.attempts + 1;
+        match req.body(d.payload.clone()).send().await {
+            Ok(r) if r.status().is_success() => {
+                store
+                    .webhook_attempted(d.id, Some(r.status().as_u16()), None, true, None, now)
+                    .await
+            }
+            Ok(r) => {
+                let code = r.status().as_u16();
+                let msg = format!("HTTP {code}");
+                store
+                    .webhook_attempted(
+                        d.id,
+                        Some(code),
+                        Some(&msg),
+                        false,
+                        retry_at(now, attempts),
+                        now,
+                    )
+                    .await
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                store
+                    .webhook_attempted(d.id, None, Some(&msg), false, retry_at(now, attempts), now)
+                    .await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_sha256_matches_rfc4231_case_2() {
+        assert_eq!(
+            signature("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn retries_back_off_then_stop() {
+        assert_eq!(retry_at(0, 1), Some(10_000));
+        assert_eq!(retry_at(0, 2), Some(20_000));
+        assert_eq!(retry_at(0, 5), Some(160_000));
+        assert_eq!(retry_at(0, 6), None);
+    }
+}
