@@ -65,6 +65,8 @@ struct Sentence<'a> {
     raw: String,
     /// Ends with a question mark or a question particle.
     question: bool,
+    /// Per token: whether a comma stood before it (a clause may start there).
+    after_comma: Vec<bool>,
     /// Every occurrence of every dictionary needle in `compact` (byte ranges), found in one
     /// Aho–Corasick pass.
     matches: HashMap<&'a str, Vec<(usize, usize)>>,
@@ -117,7 +119,18 @@ fn sentences<'a>(parts: &[(&str, &'a [Token])]) -> Vec<Sentence<'a>> {
                     .and_then(|s| text.get(s..end))
                     .unwrap_or("")
                     .to_string();
-                out.push(build_sentence(std::mem::take(current), raw));
+                // Which tokens follow a comma (the symbols themselves are not kept).
+                let after_comma: Vec<bool> = current
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        i > 0
+                            && text
+                                .get(current[i - 1].end..t.start)
+                                .is_some_and(|gap| gap.contains(['、', ',', '，']))
+                    })
+                    .collect();
+                out.push(build_sentence(std::mem::take(current), raw, after_comma));
             }
             current.clear();
             *start = None;
@@ -144,7 +157,7 @@ fn sentences<'a>(parts: &[(&str, &'a [Token])]) -> Vec<Sentence<'a>> {
     out
 }
 
-fn build_sentence(tokens: Vec<&Token>, raw: String) -> Sentence<'_> {
+fn build_sentence(tokens: Vec<&Token>, raw: String, after_comma: Vec<bool>) -> Sentence<'_> {
     let mut compact = String::new();
     let mut bounds = Vec::with_capacity(tokens.len() + 1);
     for t in &tokens {
@@ -167,6 +180,7 @@ fn build_sentence(tokens: Vec<&Token>, raw: String) -> Sentence<'_> {
         raw,
         question,
         matches: HashMap::new(),
+        after_comma,
     }
 }
 
@@ -392,7 +406,7 @@ fn is_glue(t: &Token) -> bool {
         || t.pos.starts_with("名詞,接尾")
         || matches!(
             t.base.as_str(),
-            "する" | "いる" | "ある" | "なる" | "られる" | "れる" | "てる"
+            "する" | "いる" | "ある" | "なる" | "られる" | "れる" | "てる" | "できる" | "出来る"
         )
 }
 
@@ -410,7 +424,8 @@ fn clauses(s: &Sentence<'_>) -> (Vec<usize>, Vec<f64>) {
     let mut clause = 0;
     let mut contrast_after: Vec<bool> = vec![false];
     for (i, t) in s.tokens.iter().enumerate() {
-        if is_contrast(t, i == 0 || of.last() != Some(&clause)) && i + 1 < s.tokens.len() {
+        let at_clause_start = i == 0 || s.after_comma.get(i).copied().unwrap_or(false);
+        if is_contrast(t, at_clause_start) && i + 1 < s.tokens.len() {
             if t.pos.starts_with("接続詞") {
                 // 「…。でも…」: the conjunction opens a new clause.
                 contrast_after[clause] = true;
@@ -690,11 +705,25 @@ impl Classifier {
                         && CONTRAST_PARTICLES.contains(&t.text.as_str()))
                 })
                 .collect();
+            // A governing verb that is itself negated (「解消されない」「防止できなかった」)
+            // changes nothing: the harm stays.
             let governs = |words: &[&str]| {
-                ahead
+                let i = ahead.iter().position(|t| {
+                    words.contains(&t.base.as_str()) || words.contains(&t.text.as_str())
+                })?;
+                let negated = ahead[i + 1..]
                     .iter()
-                    .find(|t| words.contains(&t.base.as_str()) || words.contains(&t.text.as_str()))
-                    .map(|t| t.base.clone())
+                    .copied()
+                    .chain(
+                        s.tokens[(last + 1 + ahead.len()).min(s.tokens.len())..]
+                            .iter()
+                            .copied()
+                            .take(3),
+                    )
+                    .take(4)
+                    .take_while(|t| is_glue(t) || is_negator(t))
+                    .any(is_negator);
+                (!negated).then(|| ahead[i].base.clone())
             };
             if score > 0.0 {
                 if let Some(v) = governs(LOSS_VERBS) {
@@ -729,7 +758,7 @@ impl Classifier {
         let rhetorical = (s.question
             && (s.tokens.iter().any(|t| {
                 RHETORICAL.contains(&t.text.as_str()) || RHETORICAL.contains(&t.base.as_str())
-            }) || RHETORICAL.iter().any(|r| s.compact.contains(r))))
+            })))
             || STRONG_RHETORICAL.iter().any(|r| s.compact.contains(r));
         if rhetorical {
             // 「安心ってどの口が言うの」: praise quoted in a reproach is turned against itself.
@@ -774,8 +803,29 @@ impl Classifier {
         let mut evidence = Vec::new();
         let mut category_evidence: Vec<BTreeSet<String>> =
             vec![BTreeSet::new(); self.categories.len()];
-        for s in &sentences {
-            let (hits, clause_of) = self.score_sentence(s);
+        // 「便利。でも怖い。」: a sentence opening with a contrastive conjunction overrides the
+        // one before it.
+        let sentence_weight: Vec<f64> = (0..sentences.len())
+            .map(|i| {
+                let next_opens_contrast = sentences
+                    .get(i + 1)
+                    .and_then(|n| n.tokens.first())
+                    .is_some_and(|t| {
+                        CONTRAST_CONJUNCTIONS.contains(&t.text.as_str())
+                            && t.pos.starts_with("接続詞")
+                    });
+                if next_opens_contrast {
+                    BEFORE_CONTRAST
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        for (si, s) in sentences.iter().enumerate() {
+            let (mut hits, clause_of) = self.score_sentence(s);
+            for (_, w) in hits.iter_mut() {
+                *w *= sentence_weight[si];
+            }
             for (h, w) in &hits {
                 total += h.score * w;
                 evidence.push(format!("{} ({:+.2})", h.evidence, h.score * w));
@@ -996,6 +1046,22 @@ mod tests {
             ("補償なし、説明もなし", Negative),       // missing safeguards
             ("ポイント還元が最高すぎる😊", Positive), // intensifier + emoji
             ("明日の会議は10時から", Neutral),
+        ];
+        for (text, want) in rows {
+            let a = analyze(text);
+            assert_eq!(a.sentiment.label, want, "{text}: {:?}", a.sentiment);
+        }
+    }
+
+    #[test]
+    fn review_cases() {
+        use SentimentLabel::*;
+        let rows = [
+            ("障害が解消されない", Negative), // negated remedy: the harm stays
+            ("不正利用を防止できなかった", Negative),
+            ("便利。でも不正利用が怖い。", Negative), // sentence-initial でも
+            ("便利だ、しかし怖い", Negative),         // conjunction after a comma
+            ("まじめに対応してくれて安心", Positive), // まじめ is not マジ
         ];
         for (text, want) in rows {
             let a = analyze(text);

@@ -188,6 +188,9 @@ pub async fn crawl_source(state: &AppState, source: &SourceRow) -> CrawlSummary 
     summary
 }
 
+/// Most URLs checked for deletion in one crawl of one source.
+const MAX_DELETION_CHECKS: usize = 20;
+
 /// Items deleted at the source: recent items of this source that are no longer in the feed are
 /// fetched at their URL; a 404 or 410 deletes them (and so removes them from the index).
 async fn verify_deletions(
@@ -208,7 +211,12 @@ async fn verify_deletions(
         })
         .collect();
     let mut deleted = 0;
-    for (identity, url) in recent.into_iter().filter(|(id, _)| !in_feed.contains(id)) {
+    // A bounded number of checks per crawl keeps this polite however many items left the feed.
+    for (identity, url) in recent
+        .into_iter()
+        .filter(|(id, _)| !in_feed.contains(id))
+        .take(MAX_DELETION_CHECKS)
+    {
         let gone = matches!(
             state.http.fetch(&url, None, None).await,
             Err(crate::crawl::CrawlError::Status {

@@ -320,6 +320,12 @@ impl Store {
             .await?
             .map(|r| r.get(0));
         if done.is_some() {
+            // Sources added to the config later are added too (by name); existing ones are the
+            // database's to change.
+            for s in &settings.sources {
+                insert_source(&mut tx, s, now).await?;
+            }
+            tx.commit().await?;
             return Ok(false);
         }
         for s in &settings.sources {

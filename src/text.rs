@@ -115,7 +115,16 @@ impl Analyzer {
             if surface.trim().is_empty() {
                 continue;
             }
-            let (start, end) = (t.byte_start.min(text.len()), t.byte_end.min(text.len()));
+            // Character filters can map an offset into the middle of a character (㍿ becomes
+            // 株式会社): widen to character boundaries, so slicing the original never panics.
+            let mut start = t.byte_start.min(text.len());
+            while !text.is_char_boundary(start) {
+                start -= 1;
+            }
+            let mut end = t.byte_end.min(text.len()).max(start);
+            while !text.is_char_boundary(end) {
+                end += 1;
+            }
             let position = t.position;
             let details = t.details();
             let field = |i: usize| {
@@ -168,52 +177,110 @@ pub fn html_to_text(html: &str) -> String {
     if !html.contains('<') && !html.contains('&') {
         return collapse_whitespace(html);
     }
+    // A full HTML parser is quadratic on pathological nesting; past this size a linear tag
+    // stripper does the job (no feed summary needs a DOM of this size).
+    if html.len() > MAX_PARSED_HTML {
+        return collapse_whitespace(&strip_tags(html));
+    }
     let fragment = scraper::Html::parse_fragment(html);
     let mut out = String::with_capacity(html.len());
     walk(*fragment.root_element(), &mut out);
     collapse_whitespace(&out)
 }
 
-fn walk(node: ego_tree::NodeRef<'_, scraper::Node>, out: &mut String) {
-    for child in node.children() {
-        match child.value() {
-            scraper::Node::Text(t) => out.push_str(t),
-            scraper::Node::Element(e) => {
-                let name = e.name();
-                if matches!(name, "script" | "style" | "noscript" | "template") {
-                    continue;
-                }
-                let block = matches!(
-                    name,
-                    "p" | "div"
-                        | "br"
-                        | "li"
-                        | "ul"
-                        | "ol"
-                        | "h1"
-                        | "h2"
-                        | "h3"
-                        | "h4"
-                        | "h5"
-                        | "h6"
-                        | "tr"
-                        | "table"
-                        | "blockquote"
-                        | "section"
-                        | "article"
-                        | "pre"
-                );
-                if block {
-                    out.push('\n');
-                }
-                walk(child, out);
-                if block {
-                    out.push('\n');
-                }
-            }
-            _ => {}
+const MAX_PARSED_HTML: usize = 64 * 1024;
+
+/// Linear tag stripping for oversized HTML: block tags become line breaks, script and style
+/// content is dropped, entities are decoded.
+fn strip_tags(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() / 2);
+    let mut rest = html;
+    while let Some(lt) = rest.find('<') {
+        out.push_str(&rest[..lt]);
+        let tail = &rest[lt + 1..];
+        let Some(gt) = tail.find('>') else {
+            rest = "";
+            break;
+        };
+        let tag = tail[..gt].trim_start_matches('/').to_ascii_lowercase();
+        let name: String = tag
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        rest = &tail[gt + 1..];
+        if matches!(name.as_str(), "script" | "style") && !tail.starts_with('/') {
+            let close = format!("</{name}");
+            let lower = rest.to_ascii_lowercase();
+            rest = lower.find(&close).map(|i| &rest[i..]).unwrap_or("");
+            continue;
+        }
+        if is_block(&name) {
+            out.push('\n');
         }
     }
+    out.push_str(rest);
+    html_escape::decode_html_entities(&out).into_owned()
+}
+
+/// Walks the tree without recursion (ego_tree's traverse), so deeply nested input — a
+/// hostile feed can nest 100,000 <div>s — cannot overflow the stack.
+fn walk(node: ego_tree::NodeRef<'_, scraper::Node>, out: &mut String) {
+    use ego_tree::iter::Edge;
+    let mut skipping: Option<ego_tree::NodeId> = None;
+    for edge in node.traverse() {
+        match edge {
+            Edge::Open(n) => {
+                if skipping.is_some() {
+                    continue;
+                }
+                match n.value() {
+                    scraper::Node::Text(t) => out.push_str(t),
+                    scraper::Node::Element(e) => {
+                        if matches!(e.name(), "script" | "style" | "noscript" | "template") {
+                            skipping = Some(n.id());
+                        } else if is_block(e.name()) {
+                            out.push('\n');
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Edge::Close(n) => {
+                if skipping == Some(n.id()) {
+                    skipping = None;
+                } else if skipping.is_none() {
+                    if let scraper::Node::Element(e) = n.value() {
+                        if is_block(e.name()) {
+                            out.push('\n');
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn is_block(name: &str) -> bool {
+    matches!(
+        name,
+        "p" | "div"
+            | "br"
+            | "li"
+            | "ul"
+            | "ol"
+            | "h1"
+            | "h2"
+            | "h3"
+            | "h4"
+            | "h5"
+            | "h6"
+            | "tr"
+            | "table"
+            | "blockquote"
+            | "section"
+            | "article"
+            | "pre"
+    )
 }
 
 /// Trims each line, collapses runs of spaces, drops blank lines.
@@ -315,6 +382,25 @@ mod tests {
             "7payで&不正\n被害。"
         );
         assert_eq!(html_to_text("plain  text"), "plain text");
+    }
+
+    #[test]
+    fn hostile_input_neither_overflows_nor_breaks_offsets() {
+        let deep = "<div>".repeat(100_000) + "7pay" + &"</div>".repeat(100_000);
+        assert_eq!(html_to_text(&deep), "7pay");
+        let big = format!(
+            "<p>被害&amp;補償</p><script>x()</script>{}",
+            "<b>a</b>".repeat(20_000)
+        );
+        assert!(html_to_text(&big).starts_with("被害&補償\n"));
+        // NFKC expands ㍿ to 株式会社: token offsets stay on character boundaries.
+        let s = "㍿セブン・ペイ";
+        for t in analyzer().tokenize(s).unwrap() {
+            assert!(
+                s.is_char_boundary(t.start) && s.is_char_boundary(t.end),
+                "{t:?}"
+            );
+        }
     }
 
     #[test]

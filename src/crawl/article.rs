@@ -43,17 +43,15 @@ pub fn extract(bytes: &[u8], content_type: Option<&str>) -> Article {
         .and_then(|s| doc.select(&s).next())
         .map(|t| t.text().collect::<String>().trim().to_string())
         .unwrap_or_default();
-    // The container whose own <p> children hold the most text.
+    // The container whose own <p> children hold the most text (direct children only, so the
+    // cost stays linear in the page size).
     let mut best = (0usize, String::new());
-    if let (Some(containers), Some(p)) = (sel("article, main, section, div, td, body"), sel("p")) {
+    if let Some(containers) = sel("article, main, section, div, td, body") {
         for c in doc.select(&containers) {
             let text: String = c
-                .select(&p)
-                .filter(|p| {
-                    p.parent()
-                        .and_then(ElementRef::wrap)
-                        .is_some_and(|parent| parent == c)
-                })
+                .children()
+                .filter_map(ElementRef::wrap)
+                .filter(|p| p.value().name() == "p")
                 .map(|p| text_of(p) + "\n")
                 .collect();
             let len = text.chars().count();

@@ -148,6 +148,7 @@ enum RobotsRules {
 /// The robots.txt product token we match.
 const ROBOTS_AGENT: &str = "kizashi";
 const ROBOTS_TTL: Duration = Duration::from_secs(24 * 3600);
+const ROBOTS_RETRY: Duration = Duration::from_secs(10 * 60);
 
 /// What to fetch for one source.
 pub struct SourceRequest<'a> {
@@ -221,7 +222,15 @@ impl HttpClient {
             .lock()
             .await
             .get(&origin)
-            .filter(|(_, at)| at.elapsed() < ROBOTS_TTL)
+            .filter(|(r, at)| {
+                // An unreachable robots.txt is retried soon; a fetched one is kept for a day.
+                let ttl = if matches!(r, RobotsRules::DisallowAll) {
+                    ROBOTS_RETRY
+                } else {
+                    ROBOTS_TTL
+                };
+                at.elapsed() < ttl
+            })
             .map(|(r, _)| r.clone());
         let rules = match cached {
             Some(r) => r,

@@ -186,8 +186,16 @@ fn export(
             let results = match state.index.search(&state.store, &req).await {
                 Ok(r) => r,
                 Err(e) => {
+                    // The status line is already sent: say so in the file itself.
                     tracing::error!(error = %e, "export stopped");
-                    return None;
+                    let marker = match format {
+                        ExportFormat::Jsonl => format!(
+                            "{}\n",
+                            serde_json::json!({ "error": format!("export stopped: {e}") })
+                        ),
+                        ExportFormat::Csv => format!("# export stopped: {e}\r\n"),
+                    };
+                    return Some((Ok(web::Bytes::from(marker)), (MAX_EXPORT, false)));
                 }
             };
             if results.hits.is_empty() && !first {
@@ -294,6 +302,9 @@ pub async fn export_jsonl(
 
 #[derive(Debug, Deserialize)]
 pub struct SavedSearchForm {
+    /// The session's CSRF token (HTML form); JSON clients send the X-CSRF-Token header.
+    #[serde(default)]
+    pub csrf: String,
     pub name: String,
     /// The search's query string, e.g. `q=不正利用&service=7pay`.
     pub query: String,
@@ -356,6 +367,7 @@ pub struct AnalyzeRequest {
 
 pub const MAX_ANALYZE_TEXTS: usize = 1_000;
 pub const MAX_ANALYZE_CHARS: usize = 20_000;
+pub const MAX_ANALYZE_TOTAL_CHARS: usize = 500_000;
 
 /// `POST /api/analyze {"texts": [...]}` → `{"results": [...]}` in the `kizashi analyze` shape.
 pub async fn analyze(
@@ -376,17 +388,30 @@ pub async fn analyze(
             "texts[{i}]: at most {MAX_ANALYZE_CHARS} characters"
         )));
     }
-    let mut results = Vec::with_capacity(texts.len());
-    for text in texts {
-        let analysis = state
-            .pipeline
-            .analyze_text(&text)
-            .map_err(|e| WebError::Internal(e.to_string()))?;
-        let mut v =
-            serde_json::to_value(&analysis).map_err(|e| WebError::Internal(e.to_string()))?;
-        v["text"] = serde_json::Value::String(text);
-        results.push(v);
+    let total: usize = texts.iter().map(|t| t.chars().count()).sum();
+    if total > MAX_ANALYZE_TOTAL_CHARS {
+        return Err(WebError::BadRequest(format!(
+            "texts: at most {MAX_ANALYZE_TOTAL_CHARS} characters in all per request"
+        )));
     }
+    // Analysis is CPU work: off the HTTP worker, so other requests keep being served.
+    let state = state.into_inner();
+    let results = web::block(move || -> Result<Vec<serde_json::Value>, String> {
+        let mut results = Vec::with_capacity(texts.len());
+        for text in texts {
+            let analysis = state
+                .pipeline
+                .analyze_text(&text)
+                .map_err(|e| e.to_string())?;
+            let mut v = serde_json::to_value(&analysis).map_err(|e| e.to_string())?;
+            v["text"] = serde_json::Value::String(text);
+            results.push(v);
+        }
+        Ok(results)
+    })
+    .await
+    .map_err(|e| WebError::Internal(e.to_string()))?
+    .map_err(WebError::Internal)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "results": results })))
 }
 

@@ -29,6 +29,7 @@ pub enum Access {
 /// everything else (dashboard, search, their APIs) a viewer.
 pub fn required_access(method: &Method, path: &str, public_dashboard: bool) -> Access {
     let public = path == "/healthz"
+        || path == "/readyz"
         || path.starts_with("/static/")
         || path == "/status"
         || path.starts_with("/status/")
@@ -72,7 +73,7 @@ pub fn required_access(method: &Method, path: &str, public_dashboard: bool) -> A
 /// Paths whose POSTs are HTML forms: their handlers check the `csrf` form field. Every other
 /// state-changing request must carry the `X-CSRF-Token` header.
 fn form_path(path: &str) -> bool {
-    path.starts_with("/admin/") || path.starts_with("/account/")
+    path.starts_with("/admin/") || path.starts_with("/account/") || path == "/saved-searches"
 }
 
 /// The client address: the TCP peer, or, when the peer is a trusted proxy, the nearest

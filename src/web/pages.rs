@@ -187,6 +187,8 @@ struct SearchPage<'a> {
     export_jsonl: String,
     /// The current query string, for 「この検索を保存」.
     save_query: String,
+    /// The session's CSRF token for the form (empty in open mode).
+    csrf: String,
     /// Saved searches: (name, link).
     saved: Vec<(String, String)>,
     /// Matching items per JST day over the last 30 days.
@@ -196,8 +198,10 @@ struct SearchPage<'a> {
 /// The search page's 「この検索を保存」 form: saves, then shows the saved search.
 pub async fn save_search_form(
     state: State,
+    req: actix_web::HttpRequest,
     form: web::Form<super::api::SavedSearchForm>,
 ) -> Result<HttpResponse, WebError> {
+    super::auth::check_form_csrf(&req, &form.csrf)?;
     let (name, query) = super::api::validate_saved(&state, &form)?;
     state
         .store
@@ -210,15 +214,17 @@ pub async fn save_search_form(
 
 pub async fn search_ja(
     state: State,
+    req: actix_web::HttpRequest,
     p: web::Query<SearchParams>,
 ) -> Result<HttpResponse, WebError> {
-    search_page(state, p.into_inner(), Lang::Ja).await
+    search_page(state, &req, p.into_inner(), Lang::Ja).await
 }
 pub async fn search_en(
     state: State,
+    req: actix_web::HttpRequest,
     p: web::Query<SearchParams>,
 ) -> Result<HttpResponse, WebError> {
-    search_page(state, p.into_inner(), Lang::En).await
+    search_page(state, &req, p.into_inner(), Lang::En).await
 }
 
 fn page_href(t: &Labels, p: &SearchParams, page: usize) -> String {
@@ -244,7 +250,12 @@ fn page_href(t: &Labels, p: &SearchParams, page: usize) -> String {
     format!("{}/search?{}", t.prefix, ser.finish())
 }
 
-async fn search_page(state: State, p: SearchParams, lang: Lang) -> Result<HttpResponse, WebError> {
+async fn search_page(
+    state: State,
+    req: &actix_web::HttpRequest,
+    p: SearchParams,
+    lang: Lang,
+) -> Result<HttpResponse, WebError> {
     let t = lang.labels();
     let services = state
         .dicts
@@ -281,6 +292,7 @@ async fn search_page(state: State, p: SearchParams, lang: Lang) -> Result<HttpRe
         export_csv: String::new(),
         export_jsonl: String::new(),
         save_query: String::new(),
+        csrf: super::auth::authed(req).map(|a| a.csrf).unwrap_or_default(),
         saved: state
             .store
             .saved_searches()
