@@ -501,7 +501,7 @@ pub fn spawn_webhook_worker(
             tick.tick().await;
             if let Err(e) = state
                 .notifier
-                .deliver_due(&state.store, state.clock.now())
+                .deliver_due(&state.store, &state.http, state.clock.now())
                 .await
             {
                 tracing::warn!(error = %e, "webhook delivery failed");

@@ -1,21 +1,19 @@
 //! notify: outgoing webhooks on incident changes. An event is queued in the database (one row
 //! per receiver, the delivery log) and a worker POSTs due rows, retrying with backoff.
 //!
-//! Receivers come from the config only (not from web input), and requests go through a
-//! client with short timeouts and no redirects. When the guarded crawler client (private
-//! address refusal) lands, delivery should move onto it, shared with alert delivery.
+//! Receivers come from the config only (not from web input), and requests go through the
+//! crawler's guarded client (timeouts, body and redirect caps, no private addresses unless
+//! `crawl.allow_private_networks`), shared with crawling.
 use crate::config::WebhookConfig;
 use crate::store::{Store, StoreError, WebhookDelivery};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use std::time::Duration;
 
 /// Attempts before a delivery is marked failed; waits double from `FIRST_RETRY_MS`.
 pub const MAX_ATTEMPTS: i64 = 6;
 pub const FIRST_RETRY_MS: i64 = 10_000;
 
 pub struct Notifier {
-    client: reqwest::Client,
     hooks: Vec<WebhookConfig>,
 }
 
@@ -34,14 +32,7 @@ pub fn retry_at(now: i64, attempts: i64) -> Option<i64> {
 
 impl Notifier {
     pub fn new(hooks: Vec<WebhookConfig>) -> Self {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("kizashi/", env!("CARGO_PKG_VERSION"), " webhook"))
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
-        Self { client, hooks }
+        Self { hooks }
     }
 
     pub fn enabled(&self) -> bool {
@@ -69,12 +60,13 @@ impl Notifier {
     pub async fn deliver_due(
         &self,
         store: &Store,
+        http: &crate::crawl::HttpClient,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
         let now_ms = now.timestamp_millis();
         let due = store.due_webhooks(now_ms, 20).await?;
         for d in &due {
-            self.deliver(store, d, now_ms).await?;
+            self.deliver(store, http, d, now_ms).await?;
         }
         Ok(due.len())
     }
@@ -82,6 +74,7 @@ impl Notifier {
     async fn deliver(
         &self,
         store: &Store,
+        http: &crate::crawl::HttpClient,
         d: &WebhookDelivery,
         now: i64,
     ) -> Result<(), StoreError> {
@@ -90,24 +83,23 @@ impl Notifier {
             .iter()
             .find(|h| h.url.as_str() == d.url)
             .and_then(|h| h.secret.clone());
-        let mut req = self
-            .client
-            .post(&d.url)
-            .header("content-type", "application/json")
-            .header("x-kizashi-event", &d.event)
-            .header("x-kizashi-delivery", d.id.to_string());
+        let mut headers = vec![
+            ("content-type", "application/json".to_string()),
+            ("x-kizashi-event", d.event.clone()),
+            ("x-kizashi-delivery", d.id.to_string()),
+        ];
         if let Some(s) = secret {
-            req = req.header("x-kizashi-signature", signature(&s, d.payload.as_bytes()));
+            headers.push(("x-kizashi-signature", signature(&s, d.payload.as_bytes())));
         }
         let attempts = d.attempts + 1;
-        match req.body(d.payload.clone()).send().await {
-            Ok(r) if r.status().is_success() => {
+        // Through the crawler's guarded client: timeouts, no private addresses unless allowed.
+        match http.post_status(&d.url, &headers, d.payload.clone()).await {
+            Ok(code) if (200..300).contains(&code) => {
                 store
-                    .webhook_attempted(d.id, Some(r.status().as_u16()), None, true, None, now)
+                    .webhook_attempted(d.id, Some(code), None, true, None, now)
                     .await
             }
-            Ok(r) => {
-                let code = r.status().as_u16();
+            Ok(code) => {
                 let msg = format!("HTTP {code}");
                 store
                     .webhook_attempted(

@@ -208,7 +208,9 @@ impl Store {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./src/store/migrations/sqlite").run(&pool).await?;
+        sqlx::migrate!("./src/store/migrations/sqlite")
+            .run(&pool)
+            .await?;
         Ok(Self { pool })
     }
 

@@ -412,6 +412,41 @@ impl HttpClient {
         self.send(url, |c| c.get(url).bearer_auth(bearer)).await
     }
 
+    /// POSTs a body with extra headers and answers the status code (webhook deliveries): the
+    /// same address check, per-host rate and time limit as every other request.
+    pub async fn post_status(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: String,
+    ) -> Result<u16, CrawlError> {
+        self.check_target(url).await?;
+        let mut req = self.client.post(url);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        match tokio::time::timeout(self.total_timeout, req.body(body).send()).await {
+            Ok(Ok(resp)) => Ok(resp.status().as_u16()),
+            Ok(Err(e)) => Err(CrawlError::Http(describe(&e))),
+            Err(_) => Err(CrawlError::Timeout(self.total_timeout)),
+        }
+    }
+
+    /// Refuses private literal addresses (names are checked by the resolver) and waits for
+    /// the host's turn.
+    async fn check_target(&self, url: &str) -> Result<(), CrawlError> {
+        let parsed =
+            url::Url::parse(url).map_err(|e| CrawlError::Http(format!("bad URL {url:?}: {e}")))?;
+        let host = parsed.host_str().unwrap_or("").to_ascii_lowercase();
+        if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
+            if !self.allow_private && is_private(ip) {
+                return Err(CrawlError::PrivateAddress(ip.to_string()));
+            }
+        }
+        self.per_host.until_key_ready(&host).await;
+        Ok(())
+    }
+
     /// Every request goes through here: address check, per-host rate, total time limit.
     async fn send(
         &self,
