@@ -521,6 +521,7 @@ fn parse_import_line(line: &str) -> Result<RawItem, String> {
         author: l.author.filter(|a| !a.trim().is_empty()),
         kind: ItemKind::parse(&l.kind)?,
         bookmarks: None,
+        tags: Vec::new(),
     })
 }
 

@@ -144,6 +144,8 @@ pub struct RawItem {
     pub kind: ItemKind,
     /// Engagement the source reports, e.g. Hatena Bookmark's bookmark count.
     pub bookmarks: Option<i64>,
+    /// The source's own subjects or categories (RSS category, dc:subject, Atom category).
+    pub tags: Vec<String>,
 }
 
 /// Evidence that a category applies: the lexicon terms found in the text.

@@ -82,6 +82,7 @@ impl Pipeline {
         }
         // A changed bookmark count is an update too: the stored count stays current.
         h.update(raw.bookmarks.unwrap_or(-1).to_le_bytes());
+        h.update(raw.tags.join("\n").as_bytes());
         h.update(
             raw.published_at
                 .map(|t| t.timestamp_millis())
@@ -109,6 +110,7 @@ impl Pipeline {
             author: raw.author,
             kind: raw.kind,
             bookmarks: raw.bookmarks,
+            tags: raw.tags.clone(),
             published_at: raw.published_at,
             content_hash,
             analysis,

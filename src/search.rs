@@ -123,6 +123,8 @@ pub struct Fields {
     pub services: Field,
     pub categories: Field,
     pub kind: Field,
+    /// The source's own subjects (query `tag:決済`).
+    pub tags: Field,
     pub source: Field,
     pub sentiment: Field,
     pub published: Field,
@@ -148,6 +150,7 @@ pub fn schema() -> (Schema, Fields) {
         services: b.add_text_field("service", STRING | FAST),
         categories: b.add_text_field("category", STRING | FAST),
         kind: b.add_text_field("kind", STRING | FAST),
+        tags: b.add_text_field("tag", STRING | FAST),
         source: b.add_text_field("source", STRING | FAST),
         sentiment: b.add_text_field("sentiment", STRING | FAST),
         published: b.add_date_field(
@@ -540,6 +543,9 @@ impl SearchIndex {
             doc.add_text(f.categories, c);
         }
         doc.add_text(f.kind, &item.kind);
+        for t in &item.tags {
+            doc.add_text(f.tags, t);
+        }
         doc.add_text(f.source, &item.source);
         doc.add_text(f.sentiment, &item.sentiment_label);
         doc.add_date(

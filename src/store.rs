@@ -73,6 +73,7 @@ pub struct NewItem {
     pub author: Option<String>,
     pub kind: ItemKind,
     pub bookmarks: Option<i64>,
+    pub tags: Vec<String>,
     /// The source's date, if any (clamped here against first seen).
     pub published_at: Option<DateTime<Utc>>,
     pub content_hash: String,
@@ -124,6 +125,7 @@ pub struct StoredItem {
     pub analysis: String,
     pub guid: Option<String>,
     pub bookmarks: Option<i64>,
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -567,7 +569,7 @@ impl Store {
                             published_at = $6, date_quality = $7, content_hash = $8,
                             sentiment_label = $9, sentiment_score = $10, analysis = $11,
                             tokens = $12, analysis_version = $13, updated_at = $14, guid = $15,
-                            bookmarks = $17
+                            bookmarks = $17, tags = $18
                          WHERE id = $16",
                     )
                     .bind(&item.url)
@@ -587,6 +589,7 @@ impl Store {
                     .bind(&item.guid)
                     .bind(id)
                     .bind(item.bookmarks)
+                    .bind(item.tags.join("\n"))
                     .execute(&mut *tx)
                     .await?;
                     sqlx::query("DELETE FROM item_services WHERE item_id = $1")
@@ -619,9 +622,9 @@ impl Store {
                             published_at, first_seen_at, date_quality, content_hash,
                             sentiment_label, sentiment_score, analysis, tokens, analysis_version,
                             updated_at, minhash, mh_b0, mh_b1, mh_b2, mh_b3, mh_b4, mh_b5, mh_b6,
-                            mh_b7, dup_group, bookmarks)
+                            mh_b7, dup_group, bookmarks, tags)
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                            $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)
+                            $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)
                          RETURNING id",
                     )
                     .bind(&item.identity)
@@ -653,6 +656,7 @@ impl Store {
                     .bind(band(7))
                     .bind(dup_of)
                     .bind(item.bookmarks)
+                    .bind(item.tags.join("\n"))
                     .fetch_one(&mut *tx)
                     .await?
                     .get(0);
@@ -706,7 +710,7 @@ impl Store {
     ) -> Result<Vec<(i64, crate::domain::RawItem)>> {
         let rows = sqlx::query(
             "SELECT source, guid, url, title, body, published_at, author, kind, bookmarks, id,
-                    date_quality
+                    date_quality, tags
              FROM items
              WHERE id > $1 AND (analysis_version <> $2 OR ($3 IS NOT NULL AND published_at >= $3))
              ORDER BY id LIMIT $4",
@@ -736,6 +740,7 @@ impl Store {
                     author: r.get(6),
                     kind: ItemKind::parse(&kind).map_err(StoreError::Corrupt)?,
                     bookmarks: r.get(8),
+                    tags: split_tags(r.get(11)),
                 },
             ));
         }
@@ -843,7 +848,7 @@ impl Store {
                 .await?;
             let sql = format!(
                 "SELECT id, source, url, title, body, author, kind, published_at, first_seen_at,
-                        sentiment_label, sentiment_score, tokens, analysis, guid, bookmarks
+                        sentiment_label, sentiment_score, tokens, analysis, guid, bookmarks, tags
                  FROM items WHERE id IN ({list})"
             );
             let mut q = sqlx::query(&sql);
@@ -870,6 +875,7 @@ impl Store {
                     analysis: r.get(12),
                     guid: r.get(13),
                     bookmarks: r.get(14),
+                    tags: split_tags(r.get(15)),
                     services: services.get(&id).cloned().unwrap_or_default(),
                     categories: categories.get(&id).cloned().unwrap_or_default(),
                 });
@@ -1115,6 +1121,13 @@ async fn insert_source(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+fn split_tags(s: String) -> Vec<String> {
+    s.lines()
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// An item's chart time: the source's date, clamped to first seen when it lies in the future;

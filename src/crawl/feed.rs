@@ -78,11 +78,18 @@ pub fn parse_feed(
             }
         }
     };
-    let bookmarks = hatena_bookmarks(&cleaned);
+    let extensions = item_extensions(&cleaned);
     let mut items = Vec::new();
     for entry in feed.entries {
         if let Some(mut item) = entry_to_item(entry, source, item_kind, ctx.url) {
-            item.bookmarks = bookmarks.get(&item.url).copied();
+            if let Some(ext) = extensions.get(&item.url) {
+                item.bookmarks = ext.bookmarks;
+                for s in &ext.subjects {
+                    if !item.tags.contains(s) {
+                        item.tags.push(s.clone());
+                    }
+                }
+            }
             items.push(item);
         }
     }
@@ -129,6 +136,20 @@ fn entry_to_item(
         .or(entry.summary.map(|s| s.content))
         .unwrap_or_default();
     let body = html_to_text(&body_html);
+    let mut tags: Vec<String> = entry
+        .categories
+        .iter()
+        .map(|c| {
+            c.label
+                .clone()
+                .unwrap_or_else(|| c.term.clone())
+                .trim()
+                .to_string()
+        })
+        .filter(|t| !t.is_empty() && t.chars().count() <= 100)
+        .collect();
+    tags.dedup();
+    tags.truncate(20);
     let url = match url.or_else(|| guid.clone().filter(|g| g.starts_with("http"))) {
         Some(u) => u,
         None => {
@@ -156,30 +177,49 @@ fn entry_to_item(
             .filter(|a| !a.is_empty()),
         kind: item_kind,
         bookmarks: None,
+        tags,
     })
 }
 
-/// Hatena Bookmark RSS carries `<hatena:bookmarkcount>` per item, which feed parsers drop:
-/// read it from the raw document by the item's link.
-fn hatena_bookmarks(text: &str) -> std::collections::HashMap<String, i64> {
+/// Per-item extension elements feed parsers drop, read from the raw document by the item's
+/// link: Hatena Bookmark's `<hatena:bookmarkcount>` and RSS 1.0's `<dc:subject>`.
+#[derive(Default)]
+struct Extensions {
+    bookmarks: Option<i64>,
+    subjects: Vec<String>,
+}
+
+fn item_extensions(text: &str) -> std::collections::HashMap<String, Extensions> {
     let mut out = std::collections::HashMap::new();
-    if !text.contains("hatena:bookmarkcount") {
+    if !text.contains("hatena:bookmarkcount") && !text.contains("dc:subject") {
         return out;
     }
     for chunk in text.split("<item").skip(1) {
-        let between = |open: &str, close: &str| {
-            let start = chunk.find(open)? + open.len();
-            let end = chunk[start..].find(close)? + start;
-            Some(chunk[start..end].trim().to_string())
-        };
-        if let (Some(link), Some(count)) = (
-            between("<link>", "</link>"),
-            between("<hatena:bookmarkcount>", "</hatena:bookmarkcount>"),
-        ) {
-            if let Ok(n) = count.parse::<i64>() {
-                out.insert(html_escape::decode_html_entities(&link).into_owned(), n);
+        let chunk = chunk.split("</item>").next().unwrap_or(chunk);
+        let all = |open: &str, close: &str| -> Vec<String> {
+            let mut found = Vec::new();
+            let mut rest = chunk;
+            while let Some(i) = rest.find(open) {
+                let after = &rest[i + open.len()..];
+                let Some(j) = after.find(close) else { break };
+                found.push(html_escape::decode_html_entities(after[..j].trim()).into_owned());
+                rest = &after[j + close.len()..];
             }
-        }
+            found
+        };
+        let Some(link) = all("<link>", "</link>").into_iter().next() else {
+            continue;
+        };
+        let ext = Extensions {
+            bookmarks: all("<hatena:bookmarkcount>", "</hatena:bookmarkcount>")
+                .first()
+                .and_then(|c| c.parse().ok()),
+            subjects: all("<dc:subject>", "</dc:subject>")
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect(),
+        };
+        out.insert(link, ext);
     }
     out
 }
@@ -491,6 +531,21 @@ mod tests {
         // Channel only, cut inside a comment: accepted with no items.
         let channel_only = "<rss version=\"2.0\"><channel><title>t</title><!-- error -->";
         assert_eq!(items(channel_only).len(), 0);
+    }
+
+    #[test]
+    fn rdf_dc_subject_and_rss_category_become_tags() {
+        let rdf = r#"<?xml version="1.0"?><rdf:RDF xmlns="http://purl.org/rss/1.0/" xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns:dc="http://purl.org/dc/elements/1.1/">
+            <channel rdf:about="https://e.jp/"><title>t</title><link>https://e.jp/</link><description>d</description></channel>
+            <item rdf:about="https://e.jp/1"><title>7pay</title><link>https://e.jp/1</link><dc:subject>決済</dc:subject><dc:date>2019-07-03T10:00:00+09:00</dc:date></item></rdf:RDF>"#;
+        let it = items(rdf);
+        assert_eq!(it[0].tags, ["決済"]);
+        assert_eq!(
+            it[0].published_at.unwrap().to_rfc3339(),
+            "2019-07-03T01:00:00+00:00"
+        );
+        let rss = "<rss version=\"2.0\"><channel><title>t</title><item><title>x</title><link>https://e.jp/2</link><category>経済</category><category>IT</category></item></channel></rss>";
+        assert_eq!(items(rss)[0].tags, ["経済", "IT"]);
     }
 
     #[test]

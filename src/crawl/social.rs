@@ -46,6 +46,7 @@ pub fn parse_json(text: &str, ctx: &SourceCtx<'_>) -> Result<Vec<RawItem>, Crawl
                         .filter(|a| !a.is_empty()),
                     kind: ctx.item_kind,
                     bookmarks: None,
+                    tags: Vec::new(),
                 })
             })
             .collect());
@@ -118,6 +119,7 @@ fn mastodon_status(s: &Value, ctx: &SourceCtx<'_>) -> Option<RawItem> {
         author: str_of(s, &["account", "acct"]).map(String::from),
         kind: social(ctx),
         bookmarks: None,
+        tags: Vec::new(),
     })
 }
 
@@ -148,6 +150,7 @@ fn misskey_note(n: &Value, ctx: &SourceCtx<'_>) -> Option<RawItem> {
         author: str_of(n, &["user", "username"]).map(String::from),
         kind: social(ctx),
         bookmarks: None,
+        tags: Vec::new(),
     })
 }
 
@@ -167,6 +170,7 @@ fn bluesky_post(p: &Value, ctx: &SourceCtx<'_>) -> Option<RawItem> {
         author: Some(handle.to_string()),
         kind: social(ctx),
         bookmarks: None,
+        tags: Vec::new(),
     })
 }
 

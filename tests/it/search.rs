@@ -37,6 +37,11 @@ async fn app_with_docs() -> TestApp {
                 ItemKind::News
             },
             bookmarks: None,
+            tags: if *id == "compound" {
+                vec!["決済".into()]
+            } else {
+                Vec::new()
+            },
         })
         .collect();
     app.state
@@ -112,6 +117,11 @@ async fn query_language_facets_and_export() {
     either.sort();
     assert_eq!(either, ["compound", "longvowel2"]);
     assert_eq!(ids(&app, "kind:social").await, ["formula"]);
+    assert_eq!(
+        ids(&app, "tag:決済").await,
+        ["compound"],
+        "the source's own subjects"
+    );
     assert_eq!(ids(&app, "source:recall 生体認証").await, ["compound"]);
     // sentiment and category filters as parameters
     let (_, body) = app

@@ -55,6 +55,8 @@ CREATE TABLE items (
     body             TEXT NOT NULL,
     author           TEXT,
     bookmarks        BIGINT,
+    -- the source's subjects (dc:subject, RSS/Atom category), one per line
+    tags             TEXT NOT NULL DEFAULT '',
     kind             TEXT NOT NULL,
     published_at     BIGINT NOT NULL,
     first_seen_at    BIGINT NOT NULL,
