@@ -327,12 +327,21 @@ async fn search_page(
                         .trim_end_matches("page=1")
                         .trim_end_matches('&')
                         .to_string();
-                    let today = floor(state.clock.now().timestamp_millis(), Interval::Day);
-                    let (to, from) = (today + DAY, today - 29 * DAY);
-                    let mut window = parsed.request.clone();
-                    window.from = Some(window.from.map_or(from, |f| f.max(from)));
-                    window.to = Some(window.to.map_or(to, |x| x.min(to)));
-                    if let Ok(times) = state.index.matching_times(&window) {
+                    // 30 days ending at the newest match (or today), within the query's range.
+                    if let Ok(times) = state.index.matching_times(&parsed.request) {
+                        let now = state.clock.now().timestamp_millis();
+                        let newest = times
+                            .iter()
+                            .copied()
+                            .filter(|t| *t <= now)
+                            .max()
+                            .unwrap_or(now);
+                        let to = floor(newest, Interval::Day) + DAY;
+                        let to = parsed
+                            .request
+                            .to
+                            .map_or(to, |x| x.min(to).max(floor(x - 1, Interval::Day) + DAY));
+                        let from = to - 30 * DAY;
                         if let Ok(b) = buckets(&times, Interval::Day, from, to) {
                             let unit = if lang == Lang::Ja { "件" } else { "items" };
                             page.volume = Some(daily_bars(
