@@ -150,8 +150,28 @@ pub fn backtest(
         a.detected_at
             .cmp(&b.detected_at)
             .then(a.service.cmp(&b.service))
+            .then(b.category.is_some().cmp(&a.category.is_some()))
     });
-    out
+    // One incident is one alert: a service's total and its categories that burst within the
+    // cooldown of each other merge, keeping the earliest detection and the specific category.
+    let window = p.cooldown_hours * 3_600_000;
+    let mut merged: Vec<Alert> = Vec::new();
+    for a in out {
+        match merged
+            .iter_mut()
+            .find(|m| m.service == a.service && (a.started_at - m.started_at).abs() <= window)
+        {
+            Some(m) => {
+                if m.category.is_none() && a.category.is_some() {
+                    m.category = a.category.clone();
+                }
+                m.observed = m.observed.max(a.observed);
+                m.score = m.score.max(a.score);
+            }
+            None => merged.push(a),
+        }
+    }
+    merged
 }
 
 /// Builds hourly series from mentions: (service, category) pairs plus (service, None) totals.

@@ -1002,6 +1002,45 @@ impl Store {
         Ok(out)
     }
 
+    /// Every (item, service) mention published in [from, to): (time, service, categories).
+    pub async fn mention_events(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, String, Vec<String>)>> {
+        let rows = sqlx::query(
+            "SELECT i.id, i.published_at, s.service FROM items i JOIN item_services s ON s.item_id = i.id
+             WHERE i.published_at >= $1 AND i.published_at < $2 ORDER BY i.id",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        let cats = sqlx::query(
+            "SELECT c.item_id, c.category FROM item_categories c JOIN items i ON i.id = c.item_id
+             WHERE i.published_at >= $1 AND i.published_at < $2",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_item: HashMap<i64, Vec<String>> = HashMap::new();
+        for r in cats {
+            by_item.entry(r.get(0)).or_default().push(r.get(1));
+        }
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let id: i64 = r.get(0);
+                (
+                    r.get(1),
+                    r.get(2),
+                    by_item.get(&id).cloned().unwrap_or_default(),
+                )
+            })
+            .collect())
+    }
+
     /// Earliest and latest publication time of items mentioning `service` (any service: None).
     pub async fn mention_span(&self, service: Option<&str>) -> Result<Option<(i64, i64)>> {
         let row = match service {

@@ -398,3 +398,120 @@ async fn backup_while_running_and_restore_with_a_rebuilt_index() {
     assert!(!out.status.success());
     drop((dir, other));
 }
+
+/// A July-2019-like replay: five weeks of ordinary chatter with a daily rhythm about six
+/// services, 7pay's launch on 07-01, fraud reports from 07-03 08:00 JST, news at 13:00.
+fn scenario_lines() -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut n = 0;
+    let mut push = |at: String, body: String, kind: &str, lines: &mut Vec<String>| {
+        n += 1;
+        lines.push(
+            serde_json::json!({"url": format!("https://scenario.example/{n}"), "title": "", "body": body,
+                "published_at": at, "source": "scenario", "kind": kind, "author": format!("u{}", n % 97)})
+            .to_string(),
+        );
+    };
+    let services = [
+        "PayPay",
+        "LINE Pay",
+        "メルペイ",
+        "ファミペイ",
+        "d払い",
+        "au PAY",
+    ];
+    for day in 0..40 {
+        let date =
+            chrono::NaiveDate::from_ymd_opt(2019, 5, 27).unwrap() + chrono::Duration::days(day);
+        for (si, s) in services.iter().enumerate() {
+            for (hour, count) in [(8, 1), (12, 2), (19, 2)] {
+                for k in 0..count {
+                    let body = if (day as usize + si + k) % 9 == 0 {
+                        format!("{s}がちょっと遅い")
+                    } else {
+                        format!("{s}で支払いした")
+                    };
+                    push(
+                        format!("{date}T{hour:02}:{:02}:00+09:00", 10 + k * 7),
+                        body,
+                        "social",
+                        &mut lines,
+                    );
+                }
+            }
+        }
+        if date >= chrono::NaiveDate::from_ymd_opt(2019, 7, 1).unwrap() {
+            for hour in [9, 12, 18] {
+                push(
+                    format!("{date}T{hour:02}:05:00+09:00"),
+                    "7payを使ってみた".into(),
+                    "social",
+                    &mut lines,
+                );
+            }
+        }
+    }
+    // The fraud reports, hour by hour from 08:00 on 07-03.
+    for (h, count) in [(8, 3), (9, 9), (10, 18), (11, 30), (12, 40)] {
+        for k in 0..count {
+            push(
+                format!("2019-07-03T{h:02}:{:02}:00+09:00", k % 60),
+                "7payで身に覚えのないチャージがあった、不正利用された".into(),
+                "social",
+                &mut lines,
+            );
+        }
+    }
+    push(
+        "2019-07-03T13:00:00+09:00".into(),
+        "セブンペイで不正アクセス被害、チャージを停止".into(),
+        "news",
+        &mut lines,
+    );
+    lines
+}
+
+#[test]
+fn backtest_finds_the_fraud_spike_early_and_nothing_in_the_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run_with_stdin(
+        {
+            let mut c = kizashi(dir.path());
+            c.args(["import", "-"]);
+            c
+        },
+        &scenario_lines().join("\n"),
+    );
+    assert_eq!(code, 0, "{err}");
+    let out = kizashi(dir.path())
+        .args(["backtest", "--from", "2019-06-24", "--to", "2019-07-05"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let alerts = v["alerts"].as_array().unwrap();
+    assert_eq!(
+        alerts.len(),
+        1,
+        "one incident, one alert; no false alerts in the baseline: {v}"
+    );
+    let a = &alerts[0];
+    assert_eq!(
+        (a["service"].as_str(), a["category"].as_str()),
+        (Some("7pay"), Some("fraud")),
+        "{a}"
+    );
+    let detected =
+        chrono::DateTime::parse_from_rfc3339(a["detected_at"].as_str().unwrap()).unwrap();
+    let first_reports = chrono::DateTime::parse_from_rfc3339("2019-07-03T08:00:00+09:00").unwrap();
+    let news = chrono::DateTime::parse_from_rfc3339("2019-07-03T13:00:00+09:00").unwrap();
+    assert!(
+        detected - first_reports <= chrono::Duration::hours(3),
+        "detected at {detected}"
+    );
+    assert!(detected < news);
+}
