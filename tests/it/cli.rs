@@ -426,7 +426,7 @@ fn scenario_lines() -> Vec<String> {
         for (si, s) in services.iter().enumerate() {
             for (hour, count) in [(8, 1), (12, 2), (19, 2)] {
                 for k in 0..count {
-                    let body = if (day as usize + si + k) % 9 == 0 {
+                    let body = if (day as usize + si + k).is_multiple_of(9) {
                         format!("{s}がちょっと遅い")
                     } else {
                         format!("{s}で支払いした")
