@@ -796,6 +796,15 @@ impl Store {
             .get(0))
     }
 
+    /// When the oldest change after `seq` was written (epoch ms), if any: the index lag in time.
+    pub async fn oldest_change_after(&self, seq: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query("SELECT MIN(at) FROM changes WHERE seq > $1")
+            .bind(seq)
+            .fetch_one(&self.pool)
+            .await?
+            .get(0))
+    }
+
     /// The newest change sequence number (0 when nothing was ever written).
     pub async fn last_change(&self) -> Result<i64> {
         Ok(sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM changes")

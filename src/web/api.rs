@@ -15,6 +15,59 @@ pub async fn healthz(state: State) -> Result<HttpResponse, WebError> {
     })))
 }
 
+/// Prometheus text exposition: items, index lag (changes and seconds), and per-source crawl
+/// state (failures, last fetch time, last status).
+pub async fn metrics(state: State) -> Result<HttpResponse, WebError> {
+    use std::fmt::Write;
+    let now = state.clock.now().timestamp_millis();
+    let last = state.store.last_change().await?;
+    let applied = state.index.applied_seq();
+    let lag_secs = match state.store.oldest_change_after(applied).await? {
+        Some(at) => (now - at).max(0) as f64 / 1000.0,
+        None => 0.0,
+    };
+    let label = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP kizashi_items Items stored.\n# TYPE kizashi_items gauge"
+    );
+    let _ = writeln!(out, "kizashi_items {}", state.store.item_count().await?);
+    let _ = writeln!(out, "# HELP kizashi_index_lag_changes Committed changes the search index has not applied.\n# TYPE kizashi_index_lag_changes gauge");
+    let _ = writeln!(out, "kizashi_index_lag_changes {}", (last - applied).max(0));
+    let _ = writeln!(out, "# HELP kizashi_index_lag_seconds Age of the oldest change the index has not applied.\n# TYPE kizashi_index_lag_seconds gauge");
+    let _ = writeln!(out, "kizashi_index_lag_seconds {lag_secs}");
+    let _ = writeln!(out, "# HELP kizashi_source_failures Consecutive failed fetches per source.\n# TYPE kizashi_source_failures gauge");
+    let sources = state.store.sources().await?;
+    for s in &sources {
+        let _ = writeln!(
+            out,
+            "kizashi_source_failures{{source=\"{}\"}} {}",
+            label(&s.name),
+            s.failures
+        );
+    }
+    let _ = writeln!(out, "# HELP kizashi_source_last_fetch_seconds Time of the last fetch per source (Unix seconds).\n# TYPE kizashi_source_last_fetch_seconds gauge");
+    for s in &sources {
+        if let Some(t) = s.last_fetch_at {
+            let _ = writeln!(
+                out,
+                "kizashi_source_last_fetch_seconds{{source=\"{}\",status=\"{}\"}} {}",
+                label(&s.name),
+                label(s.last_status.as_deref().unwrap_or("")),
+                t / 1000
+            );
+        }
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(out))
+}
+
 /// Ready when the search index has applied every committed change.
 pub async fn readyz(state: State) -> Result<HttpResponse, WebError> {
     let last = state.store.last_change().await?;

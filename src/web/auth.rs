@@ -30,6 +30,7 @@ pub enum Access {
 pub fn required_access(method: &Method, path: &str, public_dashboard: bool) -> Access {
     let public = path == "/healthz"
         || path == "/readyz"
+        || path == "/metrics"
         || path.starts_with("/static/")
         || path == "/status"
         || path.starts_with("/status/")

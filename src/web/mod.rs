@@ -120,6 +120,7 @@ fn status_routes(cfg: &mut web::ServiceConfig) {
 fn public_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(api::healthz))
         .route("/readyz", web::get().to(api::readyz))
+        .route("/metrics", web::get().to(api::metrics))
         .route("/static/{name}", web::get().to(static_file));
     cfg.route("/login", web::get().to(auth::login_form))
         .route("/login", web::post().to(auth::login))

@@ -7,7 +7,7 @@
 # Needs (Debian): apt-get install wrk nginx-light libnginx-mod-http-brotli-static
 # and release builds: cargo build --release --bin kizashi --example minimal_status
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 BIN="${BIN:-${CARGO_TARGET_DIR:-target}/release}"
 DURATION="${DURATION:-10s}"

@@ -269,6 +269,23 @@ async fn crawled_items_are_searchable_and_counted_per_jst_day() {
         .collect();
     assert_eq!(counts, vec![1, 1]);
 
+    // Prometheus metrics: items, index lag, and the failing source.
+    let (status, metrics) = app.get_text("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(&format!("kizashi_items {}", fixtures::all_rows().count())),
+        "{metrics}"
+    );
+    assert!(metrics.contains("kizashi_index_lag_changes 0"), "{metrics}");
+    assert!(
+        metrics.contains("kizashi_source_failures{source=\"broken\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kizashi_source_failures{source=\"news\"} 0"),
+        "{metrics}"
+    );
+
     // Crawling again stores nothing new; the ETag source answers 304.
     let r = app
         .client
