@@ -660,15 +660,18 @@ impl Classifier {
         } else if before.iter().any(|t| SOFTENERS.contains(&t.text.as_str())) {
             score *= 0.5;
         }
-        let after: Vec<&Token> = s.tokens[last + 1..]
+        // The tokens after the word, up to six and within its clause: the first four decide
+        // negation and strength, all six what governs it (「Xの件数が減少」).
+        let ahead: Vec<&Token> = s.tokens[last + 1..]
             .iter()
             .copied()
-            .take(4)
+            .take(6)
             .take_while(|t| {
                 !(t.pos.starts_with("助詞,接続助詞")
                     && CONTRAST_PARTICLES.contains(&t.text.as_str()))
             })
             .collect();
+        let after = &ahead[..ahead.len().min(4)];
         // The negation must govern this word: only glue may stand between them. 「〜しかない」
         // ("nothing but") is not a negation.
         let governed: Vec<&&Token> = after
@@ -695,16 +698,7 @@ impl Classifier {
             evidence.push_str("+否定");
         } else {
             // What governs the thing decides whether it is lost or remedied: the next content
-            // word, or the one after 「Xの件数が」-style nouns (up to six tokens, same clause).
-            let ahead: Vec<&Token> = s.tokens[last + 1..]
-                .iter()
-                .copied()
-                .take(6)
-                .take_while(|t| {
-                    !(t.pos.starts_with("助詞,接続助詞")
-                        && CONTRAST_PARTICLES.contains(&t.text.as_str()))
-                })
-                .collect();
+            // word, or the one after 「Xの件数が」-style nouns.
             // A governing verb that is itself negated (「解消されない」「防止できなかった」)
             // changes nothing: the harm stays.
             let governs = |words: &[&str]| {

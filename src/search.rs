@@ -852,48 +852,52 @@ impl SearchIndex {
 
     /// Ids of every item matching the request.
     pub fn matching_ids(&self, req: &SearchRequest) -> Result<Vec<i64>> {
-        let query = self.build_query(req)?;
-        let searcher = self.reader.searcher();
-        let docs = searcher.search(&*query, &tantivy::collector::DocSetCollector)?;
-        let mut out = Vec::with_capacity(docs.len());
-        for seg_ord in docs
-            .iter()
-            .map(|a| a.segment_ord)
-            .collect::<std::collections::BTreeSet<_>>()
-        {
-            let col = searcher.segment_reader(seg_ord).fast_fields().u64("id")?;
-            for a in docs.iter().filter(|a| a.segment_ord == seg_ord) {
-                if let Some(id) = col.first(a.doc_id) {
-                    out.push(id as i64);
-                }
-            }
-        }
+        let mut out = self.matching_values(req, |seg, docs, out| {
+            let col = seg.fast_fields().u64("id")?;
+            out.extend(
+                docs.iter()
+                    .filter_map(|d| col.first(*d))
+                    .map(|id| id as i64),
+            );
+            Ok(())
+        })?;
         out.sort_unstable();
         Ok(out)
     }
 
     /// Publication times (epoch ms) of every item matching the request, for time series.
     pub fn matching_times(&self, req: &SearchRequest) -> Result<Vec<i64>> {
+        self.matching_values(req, |seg, docs, out| {
+            let col = seg.fast_fields().date("published")?;
+            out.extend(
+                docs.iter()
+                    .filter_map(|d| col.first(*d))
+                    .map(|t| t.into_timestamp_millis()),
+            );
+            Ok(())
+        })
+    }
+
+    /// Runs the request and reads one fast-field value per matching document, segment by
+    /// segment.
+    fn matching_values(
+        &self,
+        req: &SearchRequest,
+        read: impl Fn(&tantivy::SegmentReader, &[tantivy::DocId], &mut Vec<i64>) -> tantivy::Result<()>,
+    ) -> Result<Vec<i64>> {
         let query = self.build_query(req)?;
         let searcher = self.reader.searcher();
-        {
-            let docs = searcher.search(&*query, &tantivy::collector::DocSetCollector)?;
-            let mut out = Vec::with_capacity(docs.len());
-            for seg_ord in docs
-                .iter()
-                .map(|a| a.segment_ord)
-                .collect::<std::collections::BTreeSet<_>>()
-            {
-                let reader = searcher.segment_reader(seg_ord);
-                let col = reader.fast_fields().date("published")?;
-                for a in docs.iter().filter(|a| a.segment_ord == seg_ord) {
-                    if let Some(d) = col.first(a.doc_id) {
-                        out.push(d.into_timestamp_millis());
-                    }
-                }
-            }
-            Ok(out)
+        let docs = searcher.search(&*query, &tantivy::collector::DocSetCollector)?;
+        let mut by_segment: std::collections::BTreeMap<u32, Vec<tantivy::DocId>> =
+            Default::default();
+        for a in &docs {
+            by_segment.entry(a.segment_ord).or_default().push(a.doc_id);
         }
+        let mut out = Vec::with_capacity(docs.len());
+        for (seg_ord, ids) in by_segment {
+            read(searcher.segment_reader(seg_ord), &ids, &mut out)?;
+        }
+        Ok(out)
     }
 }
 

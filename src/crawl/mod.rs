@@ -453,15 +453,7 @@ impl HttpClient {
         url: &str,
         build: impl FnOnce(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Fetched, CrawlError> {
-        let parsed =
-            url::Url::parse(url).map_err(|e| CrawlError::Http(format!("bad URL {url:?}: {e}")))?;
-        let host = parsed.host_str().unwrap_or("").to_ascii_lowercase();
-        if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
-            if !self.allow_private && is_private(ip) {
-                return Err(CrawlError::PrivateAddress(ip.to_string()));
-            }
-        }
-        self.per_host.until_key_ready(&host).await;
+        self.check_target(url).await?;
         let req = build(&self.client);
         match tokio::time::timeout(self.total_timeout, self.read(req)).await {
             Ok(r) => r,

@@ -1,6 +1,8 @@
 //! JSON API handlers.
 use super::error::WebError;
-use super::{parse_search, parse_service, parse_time_param, SearchParams, State};
+use super::{
+    parse_category, parse_kind, parse_search, parse_service, parse_time_param, SearchParams, State,
+};
 use crate::aggregate::{bucket_stats, default_window, Interval};
 use crate::search::SearchRequest;
 use actix_web::{web, HttpResponse};
@@ -120,29 +122,8 @@ pub async fn timeseries(
     let from = parse_time_param("from", &p.from)?;
     let to = parse_time_param("to", &p.to)?;
     let q = p.q.clone().unwrap_or_default();
-    let category = match p
-        .category
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        None => None,
-        Some(c) if state.dicts.category(c).is_some() => Some(c.to_string()),
-        Some(c) => {
-            return Err(WebError::BadRequest(format!(
-                "category: unknown category {c:?}"
-            )))
-        }
-    };
-    let kind = match p.kind.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None => None,
-        Some(k) => Some(
-            crate::domain::ItemKind::parse(k)
-                .map_err(|e| WebError::BadRequest(format!("kind: {e}")))?
-                .as_str()
-                .to_string(),
-        ),
-    };
+    let category = parse_category(&state, &p.category)?;
+    let kind = parse_kind(&p.kind)?;
     // The database counts (the source of truth); a text query narrows through the index.
     let ids = if q.trim().is_empty() {
         None

@@ -297,6 +297,35 @@ fn parse_service(state: &AppState, v: &Option<String>) -> Result<Option<String>,
     }
 }
 
+/// Checks a category slug against the dictionaries.
+fn parse_category(state: &AppState, v: &Option<String>) -> Result<Option<String>, WebError> {
+    match non_empty(v) {
+        None => Ok(None),
+        Some(c) if state.dicts.category(c).is_some() => Ok(Some(c.to_string())),
+        Some(c) => Err(WebError::BadRequest(format!(
+            "category: unknown category {c:?} (known: {})",
+            state
+                .dicts
+                .categories
+                .iter()
+                .map(|c| c.slug.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// `news` or `social`.
+fn parse_kind(v: &Option<String>) -> Result<Option<String>, WebError> {
+    non_empty(v)
+        .map(|k| {
+            crate::domain::ItemKind::parse(k)
+                .map(|k| k.as_str().to_string())
+                .map_err(|e| WebError::BadRequest(format!("kind: {e}")))
+        })
+        .transpose()
+}
+
 fn parse_time_param(name: &str, v: &Option<String>) -> Result<Option<i64>, WebError> {
     non_empty(v)
         .map(|s| {
@@ -335,15 +364,7 @@ pub fn parse_search(state: &AppState, p: &SearchParams) -> Result<ParsedSearch, 
             "page: results beyond the first {MAX_DEPTH} cannot be paged; narrow the query"
         )));
     }
-    let kind = match non_empty(&p.kind) {
-        None => None,
-        Some(k) => Some(
-            crate::domain::ItemKind::parse(k)
-                .map_err(|e| WebError::BadRequest(format!("kind: {e}")))?
-                .as_str()
-                .to_string(),
-        ),
-    };
+    let kind = parse_kind(&p.kind)?;
     let sort = match non_empty(&p.sort) {
         None | Some("relevance") => SortBy::Relevance,
         Some("newest") => SortBy::Newest,
@@ -373,22 +394,7 @@ pub fn parse_search(state: &AppState, p: &SearchParams) -> Result<ParsedSearch, 
         }
         from = Some(state.clock.now().timestamp_millis() - hours * 3_600_000);
     }
-    let category = match non_empty(&p.category) {
-        None => None,
-        Some(c) if state.dicts.category(c).is_some() => Some(c.to_string()),
-        Some(c) => {
-            return Err(WebError::BadRequest(format!(
-                "category: unknown category {c:?} (known: {})",
-                state
-                    .dicts
-                    .categories
-                    .iter()
-                    .map(|c| c.slug.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )))
-        }
-    };
+    let category = parse_category(state, &p.category)?;
     let sentiment = non_empty(&p.sentiment)
         .map(|s| crate::domain::SentimentLabel::parse(s).map(|l| l.as_str().to_string()))
         .transpose()

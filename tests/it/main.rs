@@ -101,6 +101,26 @@ impl TestApp {
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
+    /// The last URL segment of each hit of a search API path, in result order.
+    pub async fn hit_slugs(&self, path: &str) -> Vec<String> {
+        let (status, body) = self.get_json(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        body["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                h["url"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
     /// Waits until the index has applied every committed change.
     pub async fn wait_indexed(&self) {
         for _ in 0..200 {

@@ -55,24 +55,8 @@ async fn app_with_docs() -> TestApp {
 }
 
 async fn ids(app: &TestApp, q: &str) -> Vec<String> {
-    let (status, body) = app
-        .get_json(&format!("/api/search?q={}&per_page=100", enc(q)))
-        .await;
-    assert_eq!(status, 200, "{q}: {body}");
-    body["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            h["url"]
-                .as_str()
-                .unwrap()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_string()
-        })
-        .collect()
+    app.hit_slugs(&format!("/api/search?q={}&per_page=100", enc(q)))
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
