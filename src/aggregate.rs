@@ -18,7 +18,7 @@ impl Interval {
             other => Err(format!("interval {other:?} is not hour or day")),
         }
     }
-    fn millis(self) -> i64 {
+    pub fn millis(self) -> i64 {
         match self {
             Interval::Hour => 3_600_000,
             Interval::Day => 86_400_000,
@@ -194,6 +194,55 @@ pub fn bucket_stats(
     }
     for (i, b) in stats.iter_mut().enumerate() {
         b.authors = authors[i].len() as u64;
+        if b.mentions > 0 {
+            b.mean_sentiment = Some((sums[i] / b.mentions as f64 * 1000.0).round() / 1000.0);
+        }
+    }
+    Ok(stats)
+}
+
+/// The same buckets as `bucket_stats`, from hourly rollup rows — (hour start, kind, label,
+/// count, score sum) — and distinct social authors per bucket (bucket start, authors).
+/// Rows count whole hours: `from` and `to` are taken to hour edges.
+pub fn rollup_stats(
+    rows: &[(i64, &str, &str, i64, f64)],
+    authors: &[(i64, i64)],
+    interval: Interval,
+    from: i64,
+    to: i64,
+) -> Result<Vec<BucketStats>, String> {
+    let mut stats = bucket_stats(&[], interval, from, to)?;
+    let step = interval.millis();
+    let start = floor(from, interval);
+    let mut sums = vec![0.0f64; stats.len()];
+    for &(hour, kind, label, n, score_sum) in rows {
+        if hour < start {
+            continue;
+        }
+        let i = ((hour - start) / step) as usize;
+        let Some(b) = stats.get_mut(i) else { continue };
+        let n = n.max(0) as u64;
+        b.mentions += n;
+        if kind == "social" {
+            b.social += n;
+        } else {
+            b.news += n;
+        }
+        match label {
+            "negative" => b.negative += n,
+            "positive" => b.positive += n,
+            _ => b.neutral += n,
+        }
+        sums[i] += score_sum;
+    }
+    for &(at, n) in authors {
+        if at >= start {
+            if let Some(b) = stats.get_mut(((at - start) / step) as usize) {
+                b.authors = n.max(0) as u64;
+            }
+        }
+    }
+    for (i, b) in stats.iter_mut().enumerate() {
         if b.mentions > 0 {
             b.mean_sentiment = Some((sums[i] / b.mentions as f64 * 1000.0).round() / 1000.0);
         }

@@ -28,7 +28,7 @@ pub struct AppState {
     pub status: crate::status::StatusSite,
     /// Set once any account exists; until then every page is open (a fresh install).
     pub accounts_exist: std::sync::atomic::AtomicBool,
-    /// Outgoing webhooks on incident changes.
+    /// Outgoing webhooks on incident changes and alerts.
     pub notifier: crate::notify::Notifier,
 }
 
@@ -112,12 +112,14 @@ impl Application {
         let mut scheduler = crate::jobs::start_scheduler(self.state.clone()).await?;
         let status_poller = crate::jobs::spawn_status_poller(self.state.clone(), stop.clone());
         let webhooks = crate::jobs::spawn_webhook_worker(self.state.clone(), stop.clone());
+        let detector = crate::jobs::spawn_alert_detector(self.state.clone(), stop.clone());
         let result = self.server.await;
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         self.state.index_notify.notify_one();
         let _ = scheduler.shutdown().await;
         status_poller.abort();
         webhooks.abort();
+        detector.abort();
         let _ = tokio::task::spawn_blocking(move || indexer.join()).await;
         self.state.store.close().await;
         Ok(result?)

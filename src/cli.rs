@@ -62,21 +62,28 @@ enum Command {
         #[arg(long)]
         errors: bool,
     },
-    /// Replay spike detection hour by hour over stored items, as if each hour were "now",
-    /// and print {"alerts": [...]} to tune thresholds on past data.
+    /// Replay spike detection hour by hour over stored items, as if each hour were "now"
+    /// (an item counts from when it became visible), and print {"alerts": [...]} to tune
+    /// thresholds on past data. Parameters default to the [alerts] configuration.
     Backtest {
-        /// First hour judged (RFC 3339, or a date as JST midnight).
+        /// First "now" of the replay (RFC 3339, or a date as JST midnight).
         #[arg(long)]
         from: String,
-        /// End of the replay (exclusive).
+        /// Last "now" of the replay.
         #[arg(long)]
         to: String,
         /// Fewest mentions in an hour that may alert.
-        #[arg(long, default_value_t = crate::spikes::SpikeParams::default().min_count)]
-        min_count: u64,
-        /// Largest Poisson tail probability that alerts.
-        #[arg(long, default_value_t = crate::spikes::SpikeParams::default().max_p)]
-        max_p: f64,
+        #[arg(long)]
+        min_count: Option<u64>,
+        /// Largest tail probability that alerts.
+        #[arg(long)]
+        max_p: Option<f64>,
+        /// Hot hours of a service closer than this are one alert.
+        #[arg(long)]
+        cooldown_hours: Option<i64>,
+        /// Minutes between replayed detection runs.
+        #[arg(long, default_value_t = 60)]
+        step_minutes: i64,
     },
     /// Write a consistent copy of the database to FILE while everything keeps running.
     Backup { file: PathBuf },
@@ -296,51 +303,47 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             to,
             min_count,
             max_p,
+            cooldown_hours,
+            step_minutes,
         } => {
-            let hour = 3_600_000;
             let t = |name: &str, v: &str| {
                 crate::aggregate::parse_time(v).map_err(|e| anyhow::anyhow!("--{name}: {e}"))
             };
             let (from, to) = (t("from", &from)?, t("to", &to)?);
-            let from = crate::aggregate::floor(from, crate::aggregate::Interval::Hour);
             if to <= from {
                 anyhow::bail!("--to must be after --from");
             }
-            let params = crate::spikes::SpikeParams {
-                min_count,
-                max_p,
-                ..Default::default()
-            };
-            // The baseline needs the weeks before the replay.
-            let start = from - params.baseline_weeks as i64 * 168 * hour;
-            let hours = ((to - start) / hour) as usize + 1;
-            if hours > 24 * 366 * 3 {
+            if to - from > 3 * 366 * 86_400_000 {
                 anyhow::bail!("replay at most three years at a time");
             }
+            if !(1..=24 * 60).contains(&step_minutes) {
+                anyhow::bail!("--step-minutes must be from 1 to 1440");
+            }
+            let mut params = settings.alerts.params;
+            params.min_count = min_count.unwrap_or(params.min_count);
+            params.max_p = max_p.unwrap_or(params.max_p);
+            params.cooldown_hours = cooldown_hours.unwrap_or(params.cooldown_hours);
             let store = crate::store::Store::open(&settings.data_dir).await?;
-            // Items count from their publication time: imports carry it, and the crawler clamps
-            // future dates to first seen, so nothing is seen ahead of its time.
-            let events = store.mention_events(start, to).await?;
-            let series = crate::spikes::hourly_series(&events, start, hours);
-            let from_hour = ((from - start) / hour) as usize;
-            let to_hour = ((to - start + hour - 1) / hour) as usize;
-            let alerts: Vec<serde_json::Value> =
-                crate::spikes::backtest(&series, start, from_hour, to_hour, &params)
-                    .into_iter()
-                    .map(|a| {
-                        serde_json::json!({
-                            "service": a.service,
-                            "category": a.category,
-                            "metric": a.metric,
-                            "started_at": crate::aggregate::jst_rfc3339(a.started_at),
-                            "detected_at": crate::aggregate::jst_rfc3339(a.detected_at),
-                            "observed": a.observed,
-                            "expected": a.expected,
-                            "score": a.score,
-                        })
-                    })
-                    .collect();
-            println!("{}", serde_json::json!({ "alerts": alerts }));
+            // The baseline needs the weeks before the replay.
+            let start = crate::spikes::floor_hour(from)
+                - params.history_hours() as i64 * crate::spikes::HOUR_MS;
+            let events = store.detection_events(start, to + 1).await?;
+            let alerts = crate::spikes::backtest(events, from, to, step_minutes * 60_000, &params);
+            let mut out = Vec::with_capacity(alerts.len());
+            for a in &alerts {
+                let ids = store
+                    .alert_examples(
+                        &a.service,
+                        a.category.as_deref(),
+                        a.started_at,
+                        a.last_hot_at + crate::spikes::HOUR_MS,
+                        crate::alerting::EXAMPLES,
+                    )
+                    .await?;
+                let items = store.items(&ids).await?;
+                out.push(crate::alerting::alert_json(a, None, &items));
+            }
+            println!("{}", serde_json::json!({ "alerts": out }));
             Ok(ExitCode::SUCCESS)
         }
         Command::Backup { file } => {
@@ -629,14 +632,14 @@ async fn import(settings: Settings, clock: SharedClock, file: &str) -> anyhow::R
         if batch.len() >= 500 {
             let r = state
                 .pipeline
-                .ingest(&state.store, std::mem::take(&mut batch), state.clock.now())
+                .import(&state.store, std::mem::take(&mut batch), state.clock.now())
                 .await?;
             merge(&mut report, r);
         }
     }
     let r = state
         .pipeline
-        .ingest(&state.store, batch, state.clock.now())
+        .import(&state.store, batch, state.clock.now())
         .await?;
     merge(&mut report, r);
     for e in &report.errors {

@@ -49,6 +49,43 @@ struct RawSettings {
     trusted_proxies: Vec<String>,
     #[serde(default)]
     webhooks: Vec<RawWebhook>,
+    #[serde(default)]
+    alerts: RawAlerts,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAlerts {
+    enabled: bool,
+    check_every_secs: u64,
+    min_count: u64,
+    max_p: f64,
+    baseline_weeks: usize,
+    floor_rate: f64,
+    cooldown_hours: i64,
+    resolve_after_hours: i64,
+    share_window_hours: usize,
+    share_min_count: u64,
+    share_min_rise: f64,
+}
+
+impl Default for RawAlerts {
+    fn default() -> Self {
+        let p = crate::spikes::SpikeParams::default();
+        Self {
+            enabled: true,
+            check_every_secs: 600,
+            min_count: p.min_count,
+            max_p: p.max_p,
+            baseline_weeks: p.baseline_weeks,
+            floor_rate: p.floor_rate,
+            cooldown_hours: p.cooldown_hours,
+            resolve_after_hours: p.resolve_after_hours,
+            share_window_hours: p.share_window_hours,
+            share_min_count: p.share_min_count,
+            share_min_rise: p.share_min_rise,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +94,18 @@ struct RawWebhook {
     url: String,
     #[serde(default)]
     secret: Option<String>,
+    #[serde(default = "default_webhook_format")]
+    format: String,
+    #[serde(default = "default_webhook_events")]
+    events: Vec<String>,
+}
+
+fn default_webhook_format() -> String {
+    "json".into()
+}
+
+fn default_webhook_events() -> Vec<String> {
+    vec!["incident".into(), "alert".into()]
 }
 
 fn default_true() -> bool {
@@ -314,6 +363,27 @@ pub struct CrawlSettings {
 pub struct WebhookConfig {
     pub url: url::Url,
     pub secret: Option<String>,
+    pub format: WebhookFormat,
+    /// Status-page incident changes.
+    pub incidents: bool,
+    /// Early-warning alerts (opened, acknowledged, resolved).
+    pub alerts: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// The event as JSON (`{"event": …, …}`).
+    Json,
+    /// A Slack-compatible incoming-webhook message (`{"text": …}`).
+    Slack,
+}
+
+/// Early-warning detection (see `spikes` for the method).
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    pub enabled: bool,
+    pub check_every: std::time::Duration,
+    pub params: crate::spikes::SpikeParams,
 }
 
 /// The public status page.
@@ -339,6 +409,7 @@ pub struct Settings {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Receivers of incident changes (POSTed JSON, HMAC-signed when a secret is set).
     pub webhooks: Vec<WebhookConfig>,
+    pub alerts: AlertSettings,
     pub bind: SocketAddr,
     pub data_dir: PathBuf,
     pub dictionaries_dir: Option<PathBuf>,
@@ -595,14 +666,78 @@ impl Settings {
                     "at least 16 characters (it signs the payload)",
                 ));
             }
+            let format = match w.format.as_str() {
+                "json" => WebhookFormat::Json,
+                "slack" => WebhookFormat::Slack,
+                other => {
+                    return Err(key_err(
+                        format!("webhooks[{i}].format"),
+                        format!("{other:?} is not json or slack"),
+                    ))
+                }
+            };
+            if let Some(bad) = w
+                .events
+                .iter()
+                .find(|e| !matches!(e.as_str(), "incident" | "alert"))
+            {
+                return Err(key_err(
+                    format!("webhooks[{i}].events"),
+                    format!("{bad:?} is not incident or alert"),
+                ));
+            }
             webhooks.push(WebhookConfig {
                 url,
                 secret: w.secret,
+                format,
+                incidents: w.events.iter().any(|e| e == "incident"),
+                alerts: w.events.iter().any(|e| e == "alert"),
             });
         }
+        let a = raw.alerts;
+        let checks: [(&str, bool, &str); 7] = [
+            ("check_every_secs", a.check_every_secs >= 10, "at least 10"),
+            ("min_count", a.min_count >= 1, "at least 1"),
+            ("max_p", a.max_p > 0.0 && a.max_p < 0.5, "between 0 and 0.5"),
+            (
+                "baseline_weeks",
+                (1..=12).contains(&a.baseline_weeks),
+                "1 to 12",
+            ),
+            ("floor_rate", a.floor_rate > 0.0, "above 0"),
+            (
+                "share_min_rise",
+                (0.0..1.0).contains(&a.share_min_rise),
+                "from 0 to 1",
+            ),
+            (
+                "share_window_hours",
+                (1..=48).contains(&a.share_window_hours),
+                "1 to 48",
+            ),
+        ];
+        if let Some((key, _, reason)) = checks.iter().find(|c| !c.1) {
+            return Err(key_err(format!("alerts.{key}"), *reason));
+        }
+        let alerts = AlertSettings {
+            enabled: a.enabled,
+            check_every: std::time::Duration::from_secs(a.check_every_secs),
+            params: crate::spikes::SpikeParams {
+                min_count: a.min_count,
+                max_p: a.max_p,
+                baseline_weeks: a.baseline_weeks,
+                floor_rate: a.floor_rate,
+                cooldown_hours: a.cooldown_hours.clamp(0, 24 * 30),
+                resolve_after_hours: a.resolve_after_hours.clamp(1, 24 * 90),
+                share_window_hours: a.share_window_hours,
+                share_min_count: a.share_min_count,
+                share_min_rise: a.share_min_rise,
+            },
+        };
         Ok(Self {
             status,
             webhooks,
+            alerts,
             cookie_secure: raw.cookie_secure,
             public_dashboard: raw.public_dashboard,
             trusted_proxies,
@@ -648,6 +783,7 @@ const ENV_KEYS: &[&str] = &[
     "public_dashboard",
     "trusted_proxies",
     "webhooks",
+    "alerts",
 ];
 
 fn env_lookup(var: &str) -> Option<String> {

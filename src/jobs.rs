@@ -509,3 +509,25 @@ pub fn spawn_webhook_worker(
         }
     })
 }
+
+/// Runs early-warning detection every `alerts.check_every` (off when `alerts.enabled` is
+/// false). The first run comes one interval after start, when the index and crawl settled.
+pub fn spawn_alert_detector(
+    state: Arc<AppState>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if !state.settings.alerts.enabled {
+            return;
+        }
+        let every = state.settings.alerts.check_every;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            tick.tick().await;
+            if let Err(e) = crate::alerting::detect_now(&state).await {
+                tracing::warn!(error = %e, "alert detection failed");
+            }
+        }
+    })
+}

@@ -2,6 +2,7 @@
 //!
 //! Data flows one way: crawl → text → classify → pipeline → store → search → aggregate → web.
 pub mod aggregate;
+pub mod alerting;
 pub mod app;
 pub mod auth;
 pub mod classify;

@@ -1,10 +1,11 @@
-//! notify: outgoing webhooks on incident changes. An event is queued in the database (one row
-//! per receiver, the delivery log) and a worker POSTs due rows, retrying with backoff.
+//! notify: outgoing webhooks on incident changes and early-warning alerts. An event is queued
+//! in the database (one row per receiver, the delivery log, holding the body as sent: generic
+//! JSON or a Slack-compatible message) and a worker POSTs due rows, retrying with backoff.
 //!
 //! Receivers come from the config only (not from web input), and requests go through the
 //! crawler's guarded client (timeouts, body and redirect caps, no private addresses unless
 //! `crawl.allow_private_networks`), shared with crawling.
-use crate::config::WebhookConfig;
+use crate::config::{WebhookConfig, WebhookFormat};
 use crate::store::{Store, StoreError, WebhookDelivery};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -12,6 +13,12 @@ use hmac::{Hmac, Mac};
 /// Attempts before a delivery is marked failed; waits double from `FIRST_RETRY_MS`.
 pub const MAX_ATTEMPTS: i64 = 6;
 pub const FIRST_RETRY_MS: i64 = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    Incident,
+    Alert,
+}
 
 pub struct Notifier {
     hooks: Vec<WebhookConfig>,
@@ -39,21 +46,34 @@ impl Notifier {
         !self.hooks.is_empty()
     }
 
-    /// Queues `payload` for every receiver.
+    /// Queues an event for every receiver that takes its topic: `payload` for JSON
+    /// receivers, `text` as `{"text": …}` for Slack-compatible ones.
     pub async fn enqueue(
         &self,
         store: &Store,
+        topic: Topic,
         event: &str,
         payload: &serde_json::Value,
+        text: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        if self.hooks.is_empty() {
-            return Ok(());
+        for h in &self.hooks {
+            let wanted = match topic {
+                Topic::Incident => h.incidents,
+                Topic::Alert => h.alerts,
+            };
+            if !wanted {
+                continue;
+            }
+            let body = match h.format {
+                WebhookFormat::Json => payload.to_string(),
+                WebhookFormat::Slack => serde_json::json!({ "text": text }).to_string(),
+            };
+            store
+                .enqueue_webhooks(&[h.url.to_string()], event, &body, now.timestamp_millis())
+                .await?;
         }
-        let urls: Vec<String> = self.hooks.iter().map(|h| h.url.to_string()).collect();
-        store
-            .enqueue_webhooks(&urls, event, &payload.to_string(), now.timestamp_millis())
-            .await
+        Ok(())
     }
 
     /// Delivers what is due; returns how many were attempted.

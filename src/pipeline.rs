@@ -120,6 +120,7 @@ impl Pipeline {
             },
             analysis_version: self.version,
             minhash,
+            imported: false,
         })
     }
 
@@ -167,12 +168,33 @@ impl Pipeline {
         raws: Vec<RawItem>,
         now: DateTime<Utc>,
     ) -> Result<IngestReport, StoreError> {
+        self.ingest_as(store, raws, now, false).await
+    }
+
+    /// Like `ingest`, for history loaded after the fact: each item counts as visible from its
+    /// publication time, so detection replays see it when it appeared, not when imported.
+    pub async fn import(
+        &self,
+        store: &Store,
+        raws: Vec<RawItem>,
+        now: DateTime<Utc>,
+    ) -> Result<IngestReport, StoreError> {
+        self.ingest_as(store, raws, now, true).await
+    }
+
+    async fn ingest_as(
+        &self,
+        store: &Store,
+        raws: Vec<RawItem>,
+        now: DateTime<Utc>,
+        imported: bool,
+    ) -> Result<IngestReport, StoreError> {
         let mut report = IngestReport::default();
         let mut ready = Vec::with_capacity(raws.len());
         for raw in raws {
             let url = raw.url.clone();
             match self.prepare(raw) {
-                Ok(item) => ready.push(item),
+                Ok(item) => ready.push(NewItem { imported, ..item }),
                 Err(e) => {
                     report.failed += 1;
                     report.errors.push(format!("{url}: {e}"));

@@ -32,8 +32,10 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+mod alerts;
 mod auth;
 mod status;
+pub use alerts::{AlertFilter, AlertRow, RollupRow};
 pub use auth::{AuditEntry, SetupCompletion, UserRow};
 pub use status::{ComponentInput, IncidentChange, MaintenanceInput, NewIncident, WebhookDelivery};
 
@@ -82,6 +84,9 @@ pub struct NewItem {
     pub analysis_version: i64,
     /// MinHash signature of the text for near-duplicate grouping (news only).
     pub minhash: Option<[u64; crate::pipeline::MINHASH_LEN]>,
+    /// Imported history becomes visible (to spike detection) at its publication time;
+    /// crawled items when first seen.
+    pub imported: bool,
 }
 
 /// Near duplicates: estimated Jaccard similarity at least this, published within this many
@@ -171,6 +176,16 @@ pub struct FetchRecord {
     /// Consecutive failures after this fetch (0 on success).
     pub failures: i64,
     pub backoff_until: Option<i64>,
+}
+
+/// An (item, service) mention as detection replays see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MentionEvent {
+    pub item_id: i64,
+    pub published: i64,
+    pub service: String,
+    pub categories: Vec<String>,
+    pub negative: bool,
 }
 
 /// Which items `delete_items` removes; every given condition must hold.
@@ -439,6 +454,7 @@ impl Store {
         .map(|r| r.get(0))
         .collect();
         for id in &ids {
+            rollup(&mut tx, *id, -1).await?;
             for sql in [
                 "DELETE FROM item_services WHERE item_id = $1",
                 "DELETE FROM item_categories WHERE item_id = $1",
@@ -564,6 +580,7 @@ impl Store {
                             .await?
                             .get(0);
                     let (published, quality) = clamp_date(item.published_at, first_seen);
+                    rollup(&mut tx, id, -1).await?;
                     sqlx::query(
                         "UPDATE items SET url = $1, title = $2, body = $3, author = $4, kind = $5,
                             published_at = $6, date_quality = $7, content_hash = $8,
@@ -622,9 +639,10 @@ impl Store {
                             published_at, first_seen_at, date_quality, content_hash,
                             sentiment_label, sentiment_score, analysis, tokens, analysis_version,
                             updated_at, minhash, mh_b0, mh_b1, mh_b2, mh_b3, mh_b4, mh_b5, mh_b6,
-                            mh_b7, dup_group, bookmarks, tags)
+                            mh_b7, dup_group, bookmarks, tags, visible_at)
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                            $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)
+                            $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30,
+                            $31)
                          RETURNING id",
                     )
                     .bind(&item.identity)
@@ -657,6 +675,7 @@ impl Store {
                     .bind(dup_of)
                     .bind(item.bookmarks)
                     .bind(item.tags.join("\n"))
+                    .bind(if item.imported { published } else { ms(now) })
                     .fetch_one(&mut *tx)
                     .await?
                     .get(0);
@@ -689,6 +708,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+            rollup(&mut tx, id, 1).await?;
             sqlx::query("INSERT INTO changes (item_id, at) VALUES ($1, $2)")
                 .bind(id)
                 .bind(ms(now))
@@ -1011,14 +1031,11 @@ impl Store {
         Ok(out)
     }
 
-    /// Every (item, service) mention published in [from, to): (time, service, categories).
-    pub async fn mention_events(
-        &self,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<(i64, String, Vec<String>)>> {
+    /// Every (item, service) mention published in [from, to), with the item's categories.
+    pub async fn mention_events(&self, from: i64, to: i64) -> Result<Vec<MentionEvent>> {
         let rows = sqlx::query(
-            "SELECT i.id, i.published_at, s.service FROM items i JOIN item_services s ON s.item_id = i.id
+            "SELECT i.id, i.published_at, s.service, s.label FROM items i
+             JOIN item_services s ON s.item_id = i.id
              WHERE i.published_at >= $1 AND i.published_at < $2 ORDER BY i.id",
         )
         .bind(from)
@@ -1040,12 +1057,15 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(|r| {
-                let id: i64 = r.get(0);
-                (
-                    r.get(1),
-                    r.get(2),
-                    by_item.get(&id).cloned().unwrap_or_default(),
-                )
+                let item_id: i64 = r.get(0);
+                let label: String = r.get(3);
+                MentionEvent {
+                    item_id,
+                    published: r.get(1),
+                    service: r.get(2),
+                    categories: by_item.get(&item_id).cloned().unwrap_or_default(),
+                    negative: label == "negative",
+                }
             })
             .collect())
     }
@@ -1180,6 +1200,40 @@ fn split_tags(s: String) -> Vec<String> {
 
 /// An item's chart time: the source's date, clamped to first seen when it lies in the future;
 /// first seen when the source gave none.
+/// Adds (`sign` 1) or removes (−1) one item's contribution to the hourly rollups, inside the
+/// transaction that writes the item: the rollups always equal a recount of the items.
+async fn rollup(tx: &mut sqlx::SqliteConnection, id: i64, sign: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO rollups (hour, service, category, kind, label, n, score_sum)
+         SELECT hour, service, category, kind, label, $2, $2 * score FROM (
+            SELECT (i.published_at / 3600000) * 3600000 AS hour, s.service AS service,
+                   '' AS category, i.kind AS kind, s.label AS label, s.score AS score
+            FROM items i JOIN item_services s ON s.item_id = i.id WHERE i.id = $1
+            UNION ALL
+            SELECT (i.published_at / 3600000) * 3600000, s.service, c.category, i.kind, s.label,
+                   s.score
+            FROM items i JOIN item_services s ON s.item_id = i.id
+                 JOIN item_categories c ON c.item_id = i.id WHERE i.id = $1
+            UNION ALL
+            SELECT (i.published_at / 3600000) * 3600000, '*', '', i.kind, i.sentiment_label,
+                   i.sentiment_score
+            FROM items i WHERE i.id = $1
+            UNION ALL
+            SELECT (i.published_at / 3600000) * 3600000, '*', c.category, i.kind,
+                   i.sentiment_label, i.sentiment_score
+            FROM items i JOIN item_categories c ON c.item_id = i.id WHERE i.id = $1
+         ) t WHERE true
+         ON CONFLICT (service, category, hour, kind, label)
+         DO UPDATE SET n = rollups.n + excluded.n, score_sum = rollups.score_sum + excluded.score_sum",
+    )
+    .bind(id)
+    .bind(sign)
+    .execute(&mut *tx)
+    .await?;
+    // Rows that fall to zero stay: they add nothing to any sum.
+    Ok(())
+}
+
 pub fn clamp_date(published: Option<DateTime<Utc>>, first_seen_ms: i64) -> (i64, DateQuality) {
     match published {
         None => (first_seen_ms, DateQuality::Missing),

@@ -124,10 +124,28 @@ pub async fn timeseries(
     let q = p.q.clone().unwrap_or_default();
     let category = parse_category(&state, &p.category)?;
     let kind = parse_kind(&p.kind)?;
+    if q.trim().is_empty() {
+        // Without a text query the hourly rollups answer (kept with every item write).
+        let span = state.store.rollup_span(service.as_deref()).await?;
+        let (dfrom, dto) = default_window(span, interval, state.clock.now());
+        let (from, to) = (from.unwrap_or(dfrom), to.unwrap_or(dto));
+        if from >= to {
+            return Err(WebError::BadRequest("from must be before to".into()));
+        }
+        let buckets = rollup_buckets(
+            &state,
+            service.as_deref(),
+            category.as_deref(),
+            kind.as_deref(),
+            interval,
+            from,
+            to,
+        )
+        .await?;
+        return Ok(HttpResponse::Ok().json(serde_json::json!({ "buckets": buckets })));
+    }
     // The database counts (the source of truth); a text query narrows through the index.
-    let ids = if q.trim().is_empty() {
-        None
-    } else {
+    let ids = {
         Some(state.index.matching_ids(&SearchRequest {
             q,
             ..SearchRequest::default()
@@ -154,6 +172,42 @@ pub async fn timeseries(
     }
     let buckets = bucket_stats(&mentions, interval, from, to).map_err(WebError::BadRequest)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "buckets": buckets })))
+}
+
+/// Time-series buckets from the hourly rollups (whole hours) and distinct social authors.
+pub async fn rollup_buckets(
+    state: &State,
+    service: Option<&str>,
+    category: Option<&str>,
+    kind: Option<&str>,
+    interval: Interval,
+    from: i64,
+    to: i64,
+) -> Result<Vec<crate::aggregate::BucketStats>, WebError> {
+    let (hfrom, hto) = (
+        crate::aggregate::floor(from, Interval::Hour),
+        crate::aggregate::ceil(to, Interval::Hour),
+    );
+    // Refuse an over-wide range before reading anything.
+    crate::aggregate::buckets(&[], interval, from, to).map_err(WebError::BadRequest)?;
+    let rows = state
+        .store
+        .rollup_rows(service, category, kind, hfrom, hto)
+        .await?;
+    let authors = if kind.is_some_and(|k| k != "social") {
+        Vec::new()
+    } else {
+        state
+            .store
+            .social_authors(service, category, hfrom, hto, interval)
+            .await?
+    };
+    let rows: Vec<(i64, &str, &str, i64, f64)> = rows
+        .iter()
+        .map(|r| (r.hour, r.kind.as_str(), r.label.as_str(), r.n, r.score_sum))
+        .collect();
+    crate::aggregate::rollup_stats(&rows, &authors, interval, from, to)
+        .map_err(WebError::BadRequest)
 }
 
 /// Most items one export streams.

@@ -57,6 +57,8 @@ pub fn required_access(method: &Method, path: &str, public_dashboard: bool) -> A
     }
     let writes = path.starts_with("/admin/")
         || path.starts_with("/api/v1/")
+        || (method != Method::GET
+            && (path.starts_with("/alerts/") || path.starts_with("/en/alerts/")))
         || (path == "/api/crawl" && method != Method::GET);
     if writes {
         return Access::Role(Role::Operator);
@@ -74,7 +76,11 @@ pub fn required_access(method: &Method, path: &str, public_dashboard: bool) -> A
 /// Paths whose POSTs are HTML forms: their handlers check the `csrf` form field. Every other
 /// state-changing request must carry the `X-CSRF-Token` header.
 fn form_path(path: &str) -> bool {
-    path.starts_with("/admin/") || path.starts_with("/account/") || path == "/saved-searches"
+    path.starts_with("/admin/")
+        || path.starts_with("/account/")
+        || path == "/saved-searches"
+        || path.starts_with("/alerts/")
+        || path.starts_with("/en/alerts/")
 }
 
 /// The client address: the TCP peer, or, when the peer is a trusted proxy, the nearest

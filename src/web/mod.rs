@@ -3,6 +3,7 @@
 //! admin; `auth::required_access` is the one table of who may reach which path, and until an
 //! account exists every group is open.
 mod admin;
+mod alerts;
 mod api;
 pub mod auth;
 mod chart;
@@ -163,6 +164,12 @@ fn viewer_routes(cfg: &mut web::ServiceConfig) {
         .route("/api/search.csv", web::get().to(api::export_csv))
         .route("/api/search.jsonl", web::get().to(api::export_jsonl))
         .route("/api/timeseries", web::get().to(api::timeseries))
+        .route("/api/alerts", web::get().to(alerts::api_list))
+        .route("/alerts", web::get().to(alerts::page_ja))
+        .route("/en/alerts", web::get().to(alerts::page_en))
+        .route("/alerts.atom", web::get().to(alerts::atom))
+        .route("/alerts/{id}", web::get().to(alerts::one_ja))
+        .route("/en/alerts/{id}", web::get().to(alerts::one_en))
         .route("/api/analyze", web::post().to(api::analyze))
         .route("/api/saved-searches", web::get().to(api::saved_searches))
         .route(
@@ -179,6 +186,12 @@ fn viewer_routes(cfg: &mut web::ServiceConfig) {
 /// Actions that change what the system does (operator role once accounts exist).
 fn operator_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/crawl", web::post().to(api::crawl_now))
+        .route("/api/v1/alerts/{id}", web::post().to(alerts::api_set_state))
+        .route("/alerts/{id}/state", web::post().to(alerts::form_set_state))
+        .route(
+            "/en/alerts/{id}/state",
+            web::post().to(alerts::form_set_state),
+        )
         .route("/api/v1/incidents", web::post().to(status::create_incident))
         .route(
             "/api/v1/incidents/{id}",

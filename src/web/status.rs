@@ -98,7 +98,19 @@ pub(super) async fn incident_event(state: &State, id: i64, event: &str) {
     });
     if let Err(e) = state
         .notifier
-        .enqueue(&state.store, event, &payload, state.clock.now())
+        .enqueue(
+            &state.store,
+            crate::notify::Topic::Incident,
+            event,
+            &payload,
+            &format!(
+                "{} — {}: {}",
+                state.settings.status.name,
+                event,
+                payload["incident"]["name"].as_str().unwrap_or("")
+            ),
+            state.clock.now(),
+        )
         .await
     {
         tracing::error!(error = %e, incident = id, "webhook could not be queued");

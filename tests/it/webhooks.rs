@@ -81,6 +81,9 @@ async fn incident_changes_are_posted_signed_and_retried() {
     settings.webhooks = vec![kizashi::config::WebhookConfig {
         url: url.parse().unwrap(),
         secret: Some(secret.into()),
+        format: kizashi::config::WebhookFormat::Json,
+        incidents: true,
+        alerts: true,
     }];
     let app = spawn_app_with(settings, Some(dir)).await;
     app.client
