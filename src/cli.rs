@@ -85,6 +85,26 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         step_minutes: i64,
     },
+    /// Replay an incident timeline (synthetic posts and articles served by a local feed server,
+    /// crawled on a simulated clock) in a fresh data directory, and watch the alert fire.
+    Demo {
+        /// july2019 (7pay) or paypay2018 (PayPay's campaign rush and card fraud).
+        #[arg(long, default_value = "july2019")]
+        scenario: String,
+        /// Where the demo's database and index go (must be new or empty; default: a new
+        /// directory under the system's temporary directory).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Real milliseconds per ten simulated minutes once the replay is live.
+        #[arg(long, default_value_t = 250)]
+        tick_ms: u64,
+        /// Stop after the replay and print {"alerts": [...]} instead of serving on.
+        #[arg(long)]
+        exit: bool,
+        /// Write the scenario's items as JSON Lines for `kizashi import` and stop.
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
+    },
     /// Write a consistent copy of the database to FILE while everything keeps running.
     Backup { file: PathBuf },
     /// Replace the database by a backup (stop the server first); the index is rebuilt at the
@@ -344,6 +364,58 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
                 out.push(crate::alerting::alert_json(a, None, &items));
             }
             println!("{}", serde_json::json!({ "alerts": out }));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            scenario,
+            data_dir,
+            tick_ms,
+            exit,
+            export,
+        } => {
+            if let Some(path) = export {
+                let mut f = std::io::BufWriter::new(
+                    std::fs::File::create(&path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                );
+                let n = crate::demo::run::export(&scenario, &mut f)?;
+                f.flush()?;
+                eprintln!("wrote {n} items to {}", path.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let dir = match data_dir {
+                Some(d) => {
+                    if d.exists() && std::fs::read_dir(&d)?.next().is_some() {
+                        anyhow::bail!(
+                            "--data-dir {} is not empty; the demo needs a directory of its own",
+                            d.display()
+                        );
+                    }
+                    d
+                }
+                None => std::env::temp_dir()
+                    .join(format!("kizashi-demo-{scenario}-{}", std::process::id())),
+            };
+            let run = crate::demo::run::run(crate::demo::run::DemoOptions {
+                scenario: &scenario,
+                data_dir: &dir,
+                bind: settings.bind,
+                live_tick: std::time::Duration::from_millis(tick_ms.min(60_000)),
+                verbose: !exit,
+            })
+            .await?;
+            if exit {
+                println!("{}", serde_json::json!({ "alerts": run.alerts }));
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "replay done: {} alerts. Still serving http://{}:{}/alerts (data in {}); Ctrl-C stops.",
+                run.alerts.len(),
+                settings.bind.ip(),
+                run.port,
+                dir.display()
+            );
+            tokio::signal::ctrl_c().await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Backup { file } => {

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crawl;
+pub mod demo;
 pub mod dictionaries;
 pub mod domain;
 pub mod evaluate;
