@@ -63,33 +63,12 @@ impl Pipeline {
 
     /// Tokenizes title and body once and classifies them; pure.
     pub fn prepare(&self, raw: RawItem) -> Result<NewItem, ItemError> {
-        let url = canonical_url(&raw.url).ok_or_else(|| ItemError::BadUrl(raw.url.clone()))?;
+        let (url, identity, content_hash) = fingerprint(&raw)?;
         let title_tokens = self.analyzer.tokenize(&raw.title)?;
         let body_tokens = self.analyzer.tokenize(&raw.body)?;
         let analysis = self
             .classifier
             .classify(&[(&raw.title, &title_tokens), (&raw.body, &body_tokens)]);
-        let identity = identity(&raw, &url);
-        let mut h = Sha256::new();
-        for part in [
-            &raw.title,
-            &raw.body,
-            &url,
-            raw.author.as_deref().unwrap_or(""),
-        ] {
-            h.update(part.as_bytes());
-            h.update([0]);
-        }
-        // A changed bookmark count is an update too: the stored count stays current.
-        h.update(raw.bookmarks.unwrap_or(-1).to_le_bytes());
-        h.update(raw.tags.join("\n").as_bytes());
-        h.update(
-            raw.published_at
-                .map(|t| t.timestamp_millis())
-                .unwrap_or(0)
-                .to_le_bytes(),
-        );
-        let content_hash = format!("{:x}", h.finalize())[..32].to_string();
         // Near-duplicate grouping is for syndicated articles; short posts are separate voices.
         let words: Vec<&str> = title_tokens
             .iter()
@@ -190,8 +169,22 @@ impl Pipeline {
         imported: bool,
     ) -> Result<IngestReport, StoreError> {
         let mut report = IngestReport::default();
+        // Items stored before with the same content and analysis version are not analyzed
+        // again (a feed repeats most of its items on every fetch).
+        let prints: Vec<Option<(String, String)>> = raws
+            .iter()
+            .map(|r| fingerprint(r).ok().map(|(_, id, hash)| (id, hash)))
+            .collect();
+        let ids: Vec<&str> = prints.iter().flatten().map(|(id, _)| id.as_str()).collect();
+        let known = store.stored_versions(&ids).await?;
         let mut ready = Vec::with_capacity(raws.len());
-        for raw in raws {
+        for (raw, print) in raws.into_iter().zip(prints) {
+            if let Some((id, hash)) = &print {
+                if known.get(id) == Some(&(hash.clone(), self.version)) {
+                    report.counts.unchanged += 1;
+                    continue;
+                }
+            }
             let url = raw.url.clone();
             match self.prepare(raw) {
                 Ok(item) => ready.push(NewItem { imported, ..item }),
@@ -201,7 +194,7 @@ impl Pipeline {
                 }
             }
         }
-        report.counts = store.upsert_items(&ready, now).await?;
+        report.counts += store.upsert_items(&ready, now).await?;
         Ok(report)
     }
 }
@@ -217,6 +210,34 @@ fn compact(tokens: &[Token]) -> Vec<crate::store::IndexToken> {
             reading: (!t.reading.is_empty() && t.reading != t.text).then(|| t.reading.clone()),
         })
         .collect()
+}
+
+/// A raw item's canonical URL, identity and content hash: cheap (no analysis), so a crawl
+/// can skip what it already stored.
+pub fn fingerprint(raw: &RawItem) -> Result<(String, String, String), ItemError> {
+    let url = canonical_url(&raw.url).ok_or_else(|| ItemError::BadUrl(raw.url.clone()))?;
+    let identity = identity(raw, &url);
+    let mut h = Sha256::new();
+    for part in [
+        &raw.title,
+        &raw.body,
+        &url,
+        raw.author.as_deref().unwrap_or(""),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    // A changed bookmark count is an update too: the stored count stays current.
+    h.update(raw.bookmarks.unwrap_or(-1).to_le_bytes());
+    h.update(raw.tags.join("\n").as_bytes());
+    h.update(
+        raw.published_at
+            .map(|t| t.timestamp_millis())
+            .unwrap_or(0)
+            .to_le_bytes(),
+    );
+    let content_hash = format!("{:x}", h.finalize())[..32].to_string();
+    Ok((url, identity, content_hash))
 }
 
 /// Number of MinHash values per signature and the LSH banding (8 bands of 2 rows).

@@ -4,12 +4,13 @@
 //! 1. `hot_hours` judges the hour containing `now` (so far) and the hour before it, on the
 //!    counts known at `now` — an item counts only from the time it became visible.
 //!    - volume, per service and per (service, category): a one-sided Poisson tail test of the
-//!      hour's count against an hour-of-week baseline — the mean of the same hour in the
-//!      previous `baseline_weeks` weeks, blended half and half with the mean hourly rate of
-//!      the previous week, and floored at `floor_rate`, so a service with no history (7pay at
-//!      launch) still has a small, finite expectation. Hot when the count is at least
-//!      `min_count` and P(X ≥ observed | expected) < `max_p`. A partial hour is tested against
-//!      a whole hour's expectation, which only makes it harder to pass.
+//!      hour's count against a seasonal baseline (see `expected`: the same hour of day over
+//!      the last week and of the week over the last `baseline_weeks` weeks, plus two standard
+//!      errors), floored at `floor_rate`, so a service with no history (7pay at launch) still
+//!      has a small, finite expectation. Hot when the count is at least `min_count` and
+//!      P(X ≥ observed | expected) < `max_p`. A partial hour is tested against a whole hour's
+//!      expectation, which only makes it harder to pass. Nothing is judged before the data
+//!      holds a week of anything (warm-up).
 //!    - negative_share, per service: the negative (item, service) pairs among the last
 //!      `share_window_hours` hours against the share of the previous week (with a weak prior
 //!      of one third). Hot when there are at least `share_min_count` mentions, the share rose
@@ -183,24 +184,26 @@ pub fn floor_hour(ms: i64) -> i64 {
     ms.div_euclid(HOUR_MS) * HOUR_MS
 }
 
-/// The expected count for hour `h` of a series (index 0 = oldest), from hours before it only.
+/// The expected count for hour `h` of a series (index 0 = oldest), from hours before it only:
+/// the mean of the same hour of day over the previous seven days, averaged with the mean of
+/// the same hour of the week over the previous `baseline_weeks` weeks when there are any —
+/// and then raised by two standard errors of that estimate, so that a thin history does not
+/// make an ordinary hour look rare. Never below `floor_rate`.
 pub fn expected(counts: &[HourCount], h: usize, p: &SpikeParams) -> f64 {
-    let same_hour: Vec<f64> = (1..=p.baseline_weeks)
-        .filter_map(|w| h.checked_sub(w * 168).map(|i| counts[i].n as f64))
-        .collect();
-    let recent = &counts[h.saturating_sub(168)..h];
-    let recent_mean = if recent.is_empty() {
-        0.0
-    } else {
-        recent.iter().map(|c| c.n).sum::<u64>() as f64 / recent.len() as f64
+    let at = |step: usize, k: usize| h.checked_sub(step * k).map(|i| counts[i].n as f64);
+    let daily: Vec<f64> = (1..=7).filter_map(|d| at(24, d)).collect();
+    let weekly: Vec<f64> = (1..=p.baseline_weeks).filter_map(|w| at(168, w)).collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (lambda, samples) = match (daily.is_empty(), weekly.is_empty()) {
+        (true, _) => (0.0, 1),
+        (false, true) => (mean(&daily), daily.len()),
+        (false, false) => (
+            0.5 * mean(&daily) + 0.5 * mean(&weekly),
+            daily.len() + weekly.len(),
+        ),
     };
-    let seasonal = if same_hour.is_empty() {
-        recent_mean
-    } else {
-        same_hour.iter().sum::<f64>() / same_hour.len() as f64
-    };
-    // Half seasonal, half recent level: the rhythm without ignoring a slowly rising level.
-    (0.5 * seasonal + 0.5 * recent_mean).max(p.floor_rate)
+    let upper = lambda + 2.0 * (lambda / samples as f64).sqrt();
+    upper.max(p.floor_rate)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -256,10 +259,19 @@ pub fn hot_hours(counts: &Counts, now: i64, p: &SpikeParams) -> Vec<Hot> {
         return Vec::new();
     }
     let h_now = ((current - counts.start) / HOUR_MS) as usize;
+    // Warm-up: nothing is judged before there is a week of data about anything (a service
+    // new to the data is still judged — 7pay had no history — but a new installation's
+    // first days are not).
+    let first_data = counts
+        .series
+        .values()
+        .filter_map(|s| s.iter().position(|c| c.n > 0))
+        .min();
+    let judged_from = first_data.map_or(usize::MAX, |f| f + 168);
     let mut out = Vec::new();
     for ((service, category), series) in &counts.series {
         for h in [h_now.checked_sub(1), Some(h_now)].into_iter().flatten() {
-            if h >= series.len() {
+            if h >= series.len() || h < judged_from {
                 continue;
             }
             let hour = counts.start + h as i64 * HOUR_MS;
@@ -363,6 +375,8 @@ pub struct Alert {
     pub started_at: i64,
     pub detected_at: i64,
     pub last_hot_at: i64,
+    /// The last hot hour of any category (None: only the service as a whole so far).
+    pub last_category_hot_at: Option<i64>,
     /// The strongest hot hour's figures.
     pub observed: f64,
     pub expected: f64,
@@ -396,10 +410,18 @@ pub fn step(alerts: &mut Vec<Alert>, mut hots: Vec<Hot>, now: i64, p: &SpikePara
                 && a.state != AlertState::Resolved
                 && hot.hour - a.last_hot_at <= cooldown
         };
+        // A category's hour joins an alert whose categories were hot lately (an incident
+        // shows several: fraud, then security, then the press conference), or upgrades a
+        // fresh alert about the service as a whole; the service's total keeps any alert of
+        // the service alive but never carries a new kind of incident into an old alert.
         let target = match &hot.category {
             Some(_) => alerts
                 .iter()
-                .rposition(|a| live(a) && a.category == hot.category)
+                .rposition(|a| {
+                    live(a)
+                        && a.last_category_hot_at
+                            .is_some_and(|l| hot.hour - l <= cooldown)
+                })
                 .or_else(|| {
                     alerts.iter().rposition(|a| {
                         live(a) && a.category.is_none() && hot.hour - a.started_at <= cooldown
@@ -419,6 +441,10 @@ pub fn step(alerts: &mut Vec<Alert>, mut hots: Vec<Hot>, now: i64, p: &SpikePara
                     a.last_hot_at = hot.hour;
                     changed = true;
                 }
+                if hot.category.is_some() && a.last_category_hot_at.is_none_or(|l| hot.hour > l) {
+                    a.last_category_hot_at = Some(hot.hour);
+                    changed = true;
+                }
                 if hot.metric == a.metric && hot.score > a.score {
                     a.observed = hot.observed;
                     a.expected = hot.expected;
@@ -430,6 +456,7 @@ pub fn step(alerts: &mut Vec<Alert>, mut hots: Vec<Hot>, now: i64, p: &SpikePara
                 }
             }
             None => {
+                let last_category_hot_at = hot.category.is_some().then_some(hot.hour);
                 alerts.push(Alert {
                     id: 0,
                     service: hot.service,
@@ -438,6 +465,7 @@ pub fn step(alerts: &mut Vec<Alert>, mut hots: Vec<Hot>, now: i64, p: &SpikePara
                     started_at: hot.hour,
                     detected_at: now,
                     last_hot_at: hot.hour,
+                    last_category_hot_at,
                     observed: hot.observed,
                     expected: hot.expected,
                     score: hot.score,
@@ -632,9 +660,10 @@ mod tests {
         let t = 35 * 24 - 60;
         events.extend((0..20).map(|_| event(t, "7pay", &["outage"], true)));
         events.extend((0..20).map(|_| event(t + 24, "7pay", &["fraud"], true)));
-        // And a fraud burst two hours after the outage: the same incident, upgraded to no
-        // new alert.
+        // More outage two hours after the outage, and talk of security two hours into the
+        // fraud: the same incidents, no new alerts.
         events.extend((0..20).map(|_| event(t + 2, "7pay", &["outage"], true)));
+        events.extend((0..20).map(|_| event(t + 26, "7pay", &["security"], true)));
         let alerts = backtest(events, 28 * 24 * HOUR_MS, 35 * 24 * HOUR_MS, HOUR_MS, &p);
         let cats: Vec<_> = alerts.iter().map(|a| a.category.as_deref()).collect();
         assert_eq!(cats, [Some("outage"), Some("fraud")], "{alerts:#?}");

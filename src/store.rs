@@ -1109,6 +1109,29 @@ impl Store {
     }
 
     /// Whether an item with this identity is stored.
+    /// Content hash and analysis version of the stored items among `identities`.
+    pub async fn stored_versions(
+        &self,
+        identities: &[&str],
+    ) -> Result<HashMap<String, (String, i64)>> {
+        let mut out = HashMap::new();
+        for chunk in identities.chunks(500) {
+            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT identity, content_hash, analysis_version FROM items WHERE identity IN ({})",
+                list.join(",")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.insert(r.get(0), (r.get(1), r.get(2)));
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn has_identity(&self, identity: &str) -> Result<bool> {
         Ok(sqlx::query("SELECT 1 FROM items WHERE identity = $1")
             .bind(identity)

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 /// Items per feed document: more than a crawl interval's worth at the busiest hour.
-pub const FEED_LEN: usize = 400;
+pub const FEED_LEN: usize = 150;
 
 struct Feeds {
     news: Vec<RawItem>,

@@ -50,6 +50,7 @@ fn alert_of(r: &sqlx::sqlite::SqliteRow) -> Result<AlertRow> {
             started_at: r.get("started_at"),
             detected_at: r.get("detected_at"),
             last_hot_at: r.get("last_hot_at"),
+            last_category_hot_at: r.get("last_category_hot_at"),
             observed: r.get("observed"),
             expected: r.get("expected"),
             score: r.get("score"),
@@ -145,8 +146,9 @@ impl Store {
         if a.id == 0 {
             let id: i64 = sqlx::query(
                 "INSERT INTO alerts (service, category, metric, started_at, detected_at,
-                    last_hot_at, observed, expected, score, state, examples, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+                    last_hot_at, observed, expected, score, state, examples, updated_at,
+                    last_category_hot_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
             )
             .bind(&a.service)
             .bind(&a.category)
@@ -160,6 +162,7 @@ impl Store {
             .bind(a.state.as_str())
             .bind(join_ids(examples))
             .bind(ms(now))
+            .bind(a.last_category_hot_at)
             .fetch_one(&self.pool)
             .await?
             .get(0);
@@ -169,7 +172,7 @@ impl Store {
         // acknowledgement.
         sqlx::query(
             "UPDATE alerts SET category = $2, last_hot_at = $3, observed = $4, expected = $5,
-                score = $6, examples = $7, updated_at = $8,
+                score = $6, examples = $7, updated_at = $8, last_category_hot_at = $10,
                 state = CASE WHEN state = 'resolved' THEN state
                              WHEN $9 = 'resolved' THEN 'resolved' ELSE state END,
                 state_by = CASE WHEN state <> 'resolved' AND $9 = 'resolved' THEN 'kizashi'
@@ -187,6 +190,7 @@ impl Store {
         .bind(join_ids(examples))
         .bind(ms(now))
         .bind(a.state.as_str())
+        .bind(a.last_category_hot_at)
         .execute(&self.pool)
         .await?;
         Ok(a.id)

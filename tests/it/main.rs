@@ -1,5 +1,6 @@
 //! The one integration-test binary: starts the real app on port 0 against local fixtures.
 mod accounts;
+mod alerts;
 mod analysis;
 mod browser;
 mod cli;

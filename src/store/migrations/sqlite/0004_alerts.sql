@@ -52,6 +52,8 @@ CREATE TABLE alerts (
     detected_at  BIGINT NOT NULL,
     -- the last hour that was still hot; the alert resolves after a quiet period
     last_hot_at  BIGINT NOT NULL,
+    -- the last hour any category was hot (NULL: only the service as a whole so far)
+    last_category_hot_at BIGINT,
     observed     DOUBLE PRECISION NOT NULL,
     expected     DOUBLE PRECISION NOT NULL,
     score        DOUBLE PRECISION NOT NULL,
