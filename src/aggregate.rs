@@ -201,11 +201,14 @@ pub fn bucket_stats(
     Ok(stats)
 }
 
+/// A rollup row as the charts read it: (hour start, kind, label, count, score sum).
+pub type RollupTuple<'a> = (i64, &'a str, &'a str, i64, f64);
+
 /// The same buckets as `bucket_stats`, from hourly rollup rows — (hour start, kind, label,
 /// count, score sum) — and distinct social authors per bucket (bucket start, authors).
 /// Rows count whole hours: `from` and `to` are taken to hour edges.
 pub fn rollup_stats(
-    rows: &[(i64, &str, &str, i64, f64)],
+    rows: &[RollupTuple],
     authors: &[(i64, i64)],
     interval: Interval,
     from: i64,

@@ -246,7 +246,7 @@ fn fill(template: &str, service: &str, rng: &mut Rng) -> String {
     let n = [1000, 2000, 3000, 5000, 10000, 30000, 900][rng.below(7)];
     template
         .replace("{s}", name)
-        .replace("{shop}", *rng.pick(SHOPS))
+        .replace("{shop}", rng.pick::<&str>(SHOPS))
         .replace("{n}", &n.to_string())
 }
 

@@ -377,4 +377,81 @@ impl Store {
         let hi: Option<i64> = r.get(1);
         Ok(lo.zip(hi))
     }
+
+    /// Category counts per hour for a service ('*': every item) over [from, to).
+    pub async fn rollup_categories(
+        &self,
+        service: Option<&str>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, String, i64)>> {
+        sqlx::query(
+            "SELECT hour, category, SUM(n) FROM rollups
+             WHERE service = $1 AND category <> '' AND hour >= $2 AND hour < $3
+             GROUP BY hour, category HAVING SUM(n) > 0",
+        )
+        .bind(service.unwrap_or("*"))
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| Ok((r.get(0), r.get(1), r.get(2))))
+        .collect()
+    }
+
+    /// Mentions per (service, hour, sentiment label) of every service over [from, to): share
+    /// of voice and side-by-side sentiment.
+    pub async fn rollup_services(&self, from: i64, to: i64) -> Result<Vec<(String, RollupRow)>> {
+        sqlx::query(
+            "SELECT service, hour, kind, label, SUM(n), SUM(score_sum) FROM rollups
+             WHERE service <> '*' AND category = '' AND hour >= $1 AND hour < $2
+             GROUP BY service, hour, kind, label HAVING SUM(n) > 0",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| {
+            Ok((
+                r.get(0),
+                RollupRow {
+                    hour: r.get(1),
+                    kind: r.get(2),
+                    label: r.get(3),
+                    n: r.get(4),
+                    score_sum: r.get(5),
+                },
+            ))
+        })
+        .collect()
+    }
+
+    /// The items that matter most in a window for a service: most bookmarked, then most
+    /// strongly felt, then newest.
+    pub async fn top_items(
+        &self,
+        service: &str,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, f64, String)>> {
+        sqlx::query(
+            "SELECT i.id, s.score, s.label FROM items i
+             JOIN item_services s ON s.item_id = i.id AND s.service = $1
+             WHERE i.published_at >= $2 AND i.published_at < $3
+             ORDER BY COALESCE(i.bookmarks, 0) DESC, ABS(s.score) DESC, i.published_at DESC, i.id
+             LIMIT $4",
+        )
+        .bind(service)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| Ok((r.get(0), r.get(1), r.get(2))))
+        .collect()
+    }
 }

@@ -202,7 +202,7 @@ pub async fn rollup_buckets(
             .social_authors(service, category, hfrom, hto, interval)
             .await?
     };
-    let rows: Vec<(i64, &str, &str, i64, f64)> = rows
+    let rows: Vec<crate::aggregate::RollupTuple> = rows
         .iter()
         .map(|r| (r.hour, r.kind.as_str(), r.label.as_str(), r.n, r.score_sum))
         .collect();

@@ -7,6 +7,7 @@ mod alerts;
 mod api;
 pub mod auth;
 mod chart;
+mod dashboard;
 pub mod error;
 mod i18n;
 mod pages;
@@ -155,9 +156,11 @@ fn admin_routes(cfg: &mut web::ServiceConfig) {
 
 /// Read-only product pages and API (viewer role once accounts exist).
 fn viewer_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(pages::dashboard_ja))
-        .route("/en", web::get().to(pages::dashboard_en))
-        .route("/en/", web::get().to(pages::dashboard_en))
+    cfg.route("/", web::get().to(dashboard::dashboard_ja))
+        .route("/en", web::get().to(dashboard::dashboard_en))
+        .route("/en/", web::get().to(dashboard::dashboard_en))
+        .route("/services/{slug}", web::get().to(dashboard::service_ja))
+        .route("/en/services/{slug}", web::get().to(dashboard::service_en))
         .route("/search", web::get().to(pages::search_ja))
         .route("/en/search", web::get().to(pages::search_en))
         .route("/api/search", web::get().to(api::search))

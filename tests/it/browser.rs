@@ -38,6 +38,7 @@ impl Chromium {
         }
         let script = format!(
             "exec chromium --headless=new --no-sandbox --disable-gpu --no-first-run \
+             --disable-background-networking --disable-component-update --disable-sync \
              --remote-debugging-pipe --user-data-dir={dir} about:blank 3<{i} 4>{o}",
             dir = profile.path().join("user").display(),
             i = cmd_in.display(),
@@ -134,7 +135,7 @@ impl Chromium {
         ))
         .unwrap();
         self.wait_for(&format!(
-            "location.pathname === {path:?} && document.readyState === 'complete'"
+            "location.pathname + location.search === {path:?} && document.readyState === 'complete'"
         ));
     }
 }
@@ -245,4 +246,149 @@ async fn sign_in_with_totp_post_an_incident_and_see_it_on_the_status_page() {
     .await
     .unwrap();
     assert_eq!(secret_at_setup.len(), 32);
+}
+
+/// The dashboard in a real browser: the service page's charts render (laid out, not empty)
+/// and their bars hold exactly the numbers `/api/timeseries` returns for the same window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_charts_show_the_numbers_the_api_returns() {
+    if !Chromium::available() {
+        eprintln!("skipped: chromium is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(test_settings(dir.path(), &[]), Some(dir)).await;
+    let posts = [
+        (
+            "2019-07-02T10:00:00+09:00",
+            "social",
+            "7payで買い物した。便利",
+        ),
+        (
+            "2019-07-03T09:00:00+09:00",
+            "social",
+            "7payで身に覚えのないチャージ。不正利用かも",
+        ),
+        (
+            "2019-07-03T11:00:00+09:00",
+            "social",
+            "セブンペイが乗っ取られた。怖い",
+        ),
+        (
+            "2019-07-03T15:00:00+09:00",
+            "news",
+            "7pay、不正利用の被害報告相次ぐ",
+        ),
+        (
+            "2019-07-04T14:00:00+09:00",
+            "news",
+            "7pay運営会社が会見、チャージを停止",
+        ),
+        ("2019-07-04T16:00:00+09:00", "social", "7payの会見ひどい"),
+        (
+            "2019-07-04T18:00:00+09:00",
+            "social",
+            "PayPayは大丈夫だけど7payは怖い",
+        ),
+    ];
+    let raws = posts
+        .iter()
+        .enumerate()
+        .map(|(i, (at, kind, text))| kizashi::domain::RawItem {
+            source: "browser".into(),
+            guid: None,
+            url: format!("https://example.jp/{i}"),
+            title: if *kind == "news" {
+                text.to_string()
+            } else {
+                String::new()
+            },
+            body: text.to_string(),
+            published_at: Some(chrono::DateTime::parse_from_rfc3339(at).unwrap().into()),
+            author: (*kind == "social").then(|| format!("u{i}")),
+            kind: kizashi::domain::ItemKind::parse(kind).unwrap(),
+            bookmarks: None,
+            tags: Vec::new(),
+        })
+        .collect();
+    let r = app
+        .state
+        .pipeline
+        .ingest(&app.state.store, raws, app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(r.counts.new, posts.len() as u64);
+    let (_, api) = app
+        .get_json("/api/timeseries?service=7pay&interval=day&from=2019-07-01&to=2019-07-06")
+        .await;
+    let want: Vec<String> = api["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| format!("ニュース={} ソーシャル={}", b["news"], b["social"]))
+        .collect();
+    assert!(
+        want.iter().any(|w| w != "ニュース=0 ソーシャル=0"),
+        "{want:?}"
+    );
+    let base = app.base.clone();
+    let seen = tokio::task::spawn_blocking(move || {
+        let mut c = Chromium::start();
+        c.open("about:blank");
+        c.go(&base, "/services/7pay");
+        c.go(&base, "/services/7pay?from=2019-07-01&to=2019-07-05&interval=day");
+        let js = r#"(() => {
+            const svg = document.querySelector('#mentions-7pay');
+            const box = svg.getBoundingClientRect();
+            const values = [...svg.querySelectorAll('g.bucket')].map(g => g.dataset.values);
+            const bars = [...svg.querySelectorAll('rect.bar')].filter(r => r.getBBox().height > 0).length;
+            const titles = [...svg.querySelectorAll('rect.bar title')].map(t => t.textContent);
+            const sentiment = document.querySelectorAll('#sentiment-7pay rect.bar').length;
+            const categories = document.querySelectorAll('#categories-7pay rect.bar').length;
+            const top = document.querySelectorAll('#top-items li').length;
+            return JSON.stringify({ w: box.width, h: box.height, values, bars, titles, sentiment, categories, top });
+        })()"#;
+        let v = c.eval(js).unwrap();
+        c.go(&base, "/");
+        let overview = c
+            .eval("document.querySelector('#share-of-voice') !== null && document.querySelector('#chart-7pay').getBoundingClientRect().width > 100")
+            .unwrap();
+        (v, overview)
+    })
+    .await
+    .unwrap();
+    let v: Value = serde_json::from_str(seen.0.as_str().unwrap()).unwrap();
+    assert!(
+        v["w"].as_f64().unwrap() > 200.0 && v["h"].as_f64().unwrap() > 50.0,
+        "{v}"
+    );
+    let got: Vec<String> = v["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, want, "the chart's buckets are the API's");
+    // One drawn bar per non-zero (bucket, kind), each saying its value.
+    let nonzero: usize = api["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| usize::from(b["news"] != 0) + usize::from(b["social"] != 0))
+        .sum();
+    assert_eq!(v["bars"], nonzero, "{v}");
+    assert!(
+        v["titles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t.as_str().unwrap().starts_with("07/03 ソーシャル: 2")),
+        "{v}"
+    );
+    assert!(
+        v["sentiment"].as_u64().unwrap() > 0 && v["categories"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+    assert_eq!(v["top"], posts.len(), "{v}");
+    assert_eq!(seen.1, json!(true), "the overview renders its charts");
 }

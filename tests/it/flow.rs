@@ -323,7 +323,15 @@ async fn crawled_items_are_searchable_and_counted_per_jst_day() {
     );
     let (status, html) = app.get_text("/en/?from=2019-07-01&to=2019-07-05").await;
     assert_eq!(status, 200);
+    assert!(
+        html.contains("Mentions per hour"),
+        "five days: hourly buckets"
+    );
+    let (_, html) = app
+        .get_text("/en/?from=2019-07-01&to=2019-07-05&interval=day")
+        .await;
     assert!(html.contains("Mentions per day"));
+    assert!(html.contains(&format!("data-total=\"{want_7pay}\"")));
 
     // The search page highlights and escapes.
     let (status, html) = app
