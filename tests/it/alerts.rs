@@ -286,3 +286,117 @@ async fn alert_interfaces(run: &kizashi::demo::run::DemoRun) {
     assert_eq!(atom.matches("<entry>").count(), run.alerts.len());
     assert!(atom.contains(&format!("/alerts/{id}</id>")));
 }
+
+/// The hourly rollups always equal a recount of the items, through inserts, content updates
+/// (new categories and sentiment), deletions and re-analysis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_equal_a_recount_after_every_kind_of_write() {
+    use kizashi::domain::{ItemKind, RawItem};
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let app = crate::spawn_app_with(crate::test_settings(dir.path(), &[]), Some(dir)).await;
+    let (store, pipeline) = (&app.state.store, &app.state.pipeline);
+    let now = kizashi::clock::Clock::now(&*app.state.clock);
+    let raw = |i: usize, at: &str, body: &str| RawItem {
+        source: "rollup".into(),
+        guid: None,
+        url: format!("https://example.jp/r/{i}"),
+        title: String::new(),
+        body: body.into(),
+        published_at: Some(chrono::DateTime::parse_from_rfc3339(at).unwrap().into()),
+        author: Some(format!("u{i}")),
+        kind: ItemKind::Social,
+        bookmarks: None,
+        tags: Vec::new(),
+    };
+    let (from, to) = (
+        ms("2019-07-01T00:00:00+09:00"),
+        ms("2019-07-10T00:00:00+09:00"),
+    );
+    let check = |what: &'static str| async move {
+        let counts = store.detection_counts(from, to).await.unwrap();
+        let rolled: BTreeMap<(String, Option<String>), (u64, u64)> = counts
+            .series
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.iter().fold((0, 0), |(n, g), c| (n + c.n, g + c.negative)),
+                )
+            })
+            .filter(|(_, v)| v.0 > 0)
+            .collect();
+        let mut recount: BTreeMap<(String, Option<String>), (u64, u64)> = BTreeMap::new();
+        for e in store.mention_events(from, to).await.unwrap() {
+            for key in std::iter::once(None).chain(e.categories.iter().cloned().map(Some)) {
+                let c = recount.entry((e.service.clone(), key)).or_default();
+                c.0 += 1;
+                c.1 += u64::from(e.negative);
+            }
+        }
+        assert_eq!(rolled, recount, "after {what}");
+        let all: i64 = store
+            .rollup_rows(None, None, None, from, to)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.n)
+            .sum();
+        assert_eq!(
+            all,
+            store.item_count().await.unwrap(),
+            "every item once, after {what}"
+        );
+        rolled
+    };
+    pipeline
+        .ingest(
+            store,
+            vec![
+                raw(
+                    1,
+                    "2019-07-03T09:10:00+09:00",
+                    "7payで身に覚えのないチャージ。不正利用だ",
+                ),
+                raw(
+                    2,
+                    "2019-07-03T09:20:00+09:00",
+                    "PayPayは大丈夫だけど7payは怖い",
+                ),
+                raw(3, "2019-07-04T12:00:00+09:00", "LINE Payで払った。便利"),
+            ],
+            now,
+        )
+        .await
+        .unwrap();
+    let first = check("inserts").await;
+    assert_eq!(
+        first[&("7pay".to_string(), Some("fraud".to_string()))],
+        (1, 1)
+    );
+    // The same post edited: no longer about fraud, now an outage, in another hour.
+    pipeline
+        .ingest(
+            store,
+            vec![raw(
+                1,
+                "2019-07-03T11:00:00+09:00",
+                "7payがつながらない。障害かな",
+            )],
+            now,
+        )
+        .await
+        .unwrap();
+    let edited = check("an update").await;
+    assert!(!edited.contains_key(&("7pay".to_string(), Some("fraud".to_string()))));
+    assert!(edited.contains_key(&("7pay".to_string(), Some("outage".to_string()))));
+    let filter = kizashi::store::DeleteFilter {
+        url: Some("https://example.jp/r/3".into()),
+        ..Default::default()
+    };
+    assert_eq!(store.delete_items(&filter, now).await.unwrap(), 1);
+    let deleted = check("a deletion").await;
+    assert!(!deleted.contains_key(&("linepay".to_string(), None)));
+    pipeline.reanalyze(store, Some(0), now).await.unwrap();
+    assert_eq!(check("re-analysis").await, deleted);
+}

@@ -149,3 +149,103 @@ async fn incident_changes_are_posted_signed_and_retried() {
 fn block_on<T: Send + 'static>(f: impl std::future::Future<Output = T> + Send) -> T {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
+
+/// An alert that opens reaches the receivers that asked for alerts — as a Slack message or as
+/// JSON — and not the one that takes incidents only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_go_to_alert_receivers_as_slack_messages_or_json() {
+    use kizashi::config::{WebhookConfig, WebhookFormat};
+    let (slack_url, slack) = receiver(vec![]).await;
+    let (json_url, json_got) = receiver(vec![]).await;
+    let (inc_url, incidents_only) = receiver(vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(dir.path(), &[]);
+    let hook = |url: &str, format, incidents, alerts| WebhookConfig {
+        url: url.parse().unwrap(),
+        secret: None,
+        format,
+        incidents,
+        alerts,
+    };
+    settings.webhooks = vec![
+        hook(&slack_url, WebhookFormat::Slack, false, true),
+        hook(&json_url, WebhookFormat::Json, true, true),
+        hook(&inc_url, WebhookFormat::Json, true, false),
+    ];
+    let app = spawn_app_with(settings, Some(dir)).await;
+    // A week of quiet PayPay chatter, then a burst of fraud reports in one hour.
+    let at = |h: i64| {
+        chrono::DateTime::parse_from_rfc3339("2019-06-20T00:00:00+09:00").unwrap()
+            + chrono::Duration::hours(h)
+    };
+    let mut raws = Vec::new();
+    for h in 0..(8 * 24) {
+        if h % 6 == 0 {
+            raws.push((at(h), "PayPayで払った".to_string()));
+        }
+    }
+    let burst = 8 * 24 + 5;
+    for i in 0..12 {
+        raws.push((
+            at(burst) + chrono::Duration::minutes(i),
+            format!("PayPayで身に覚えのない決済。不正利用された {i}"),
+        ));
+    }
+    let raws = raws
+        .into_iter()
+        .enumerate()
+        .map(|(i, (t, body))| kizashi::domain::RawItem {
+            source: "hook".into(),
+            guid: None,
+            url: format!("https://example.jp/h/{i}"),
+            title: String::new(),
+            body,
+            published_at: Some(t.into()),
+            author: Some(format!("u{i}")),
+            kind: kizashi::domain::ItemKind::Social,
+            bookmarks: None,
+            tags: Vec::new(),
+        })
+        .collect();
+    app.clock
+        .set((at(burst) + chrono::Duration::minutes(50)).into());
+    app.state
+        .pipeline
+        .import(
+            &app.state.store,
+            raws,
+            kizashi::clock::Clock::now(&*app.state.clock),
+        )
+        .await
+        .unwrap();
+    let opened = kizashi::alerting::detect_now(&app.state).await.unwrap();
+    assert_eq!(opened.len(), 1, "one alert for the burst");
+    wait_until("the alert webhooks", || {
+        slack.lock().unwrap().len() == 1 && json_got.lock().unwrap().len() == 1
+    })
+    .await;
+    let (head, body) = slack.lock().unwrap()[0].clone();
+    assert!(head.contains("x-kizashi-event: alert.opened"), "{head}");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let text = v["text"].as_str().unwrap();
+    assert!(
+        text.contains("paypay / fraud") && text.contains(&format!("/alerts/{}", opened[0])),
+        "{text}"
+    );
+    let v: Value = serde_json::from_slice(&json_got.lock().unwrap()[0].1).unwrap();
+    assert_eq!(v["event"], "alert.opened");
+    assert_eq!(v["alert"]["service"], "paypay");
+    assert_eq!(v["alert"]["category"], "fraud");
+    assert!(!v["alert"]["examples"].as_array().unwrap().is_empty());
+    // Running detection again in the same hour changes nothing and sends nothing.
+    assert!(kizashi::alerting::detect_now(&app.state)
+        .await
+        .unwrap()
+        .is_empty());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(slack.lock().unwrap().len(), 1);
+    assert!(
+        incidents_only.lock().unwrap().is_empty(),
+        "incident-only receivers get no alerts"
+    );
+}
