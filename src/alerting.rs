@@ -18,10 +18,11 @@ pub async fn detect_now(state: &AppState) -> Result<Vec<i64>, StoreError> {
     let p = state.settings.alerts.params;
     let now_ms = now.timestamp_millis();
     let from = floor_hour(now_ms) - p.history_hours() as i64 * HOUR_MS;
-    let counts = state
+    let mut counts = state
         .store
         .detection_counts(from, floor_hour(now_ms) + HOUR_MS)
         .await?;
+    add_saved_searches(state, &mut counts, from, floor_hour(now_ms) + HOUR_MS).await?;
     let hots = hot_hours(&counts, now_ms, &p);
     let mut alerts = state.store.unresolved_alerts().await?;
     let changes = step(&mut alerts, hots, now_ms, &p);
@@ -54,6 +55,36 @@ pub async fn detect_now(state: &AppState) -> Result<Vec<i64>, StoreError> {
         announce(state, a.id, event, now).await;
     }
     Ok(opened)
+}
+
+/// Prefix of the series of a saved search (alert rules the team wrote as queries).
+pub const SAVED_PREFIX: &str = "saved-search:";
+
+/// Saved searches are alert rules too: each one's matching items per hour (from the index)
+/// is a series `saved-search:{id}`, judged like a service's volume.
+async fn add_saved_searches(
+    state: &AppState,
+    counts: &mut crate::spikes::Counts,
+    from: i64,
+    to: i64,
+) -> Result<(), StoreError> {
+    for (id, _, query) in state.store.saved_searches().await? {
+        let Some(mut req) = crate::web::saved_search_request(state, &query) else {
+            continue;
+        };
+        req.from = Some(req.from.map_or(from, |f| f.max(from)));
+        req.to = Some(req.to.map_or(to, |t| t.min(to)));
+        match state.index.matching_times(&req) {
+            Ok(times) => {
+                let key = format!("{SAVED_PREFIX}{id}");
+                for t in times {
+                    counts.add(&key, None, t, 1, 0);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, saved_search = id, "saved search not judged"),
+        }
+    }
+    Ok(())
 }
 
 /// Queues the webhooks for an alert event; a failure to queue is logged, never fatal.

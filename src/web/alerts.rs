@@ -283,17 +283,20 @@ fn short_time(rfc: &Value) -> String {
 fn view(v: &Value, state: &State, lang: Lang) -> AlertView {
     let w = if lang == Lang::Ja { &JA } else { &EN };
     let service = v["service"].as_str().unwrap_or("").to_string();
-    let name = state
-        .dicts
-        .service(&service)
-        .map(|s| {
-            if lang == Lang::Ja {
-                s.name_ja.clone()
-            } else {
-                s.name_en.clone()
-            }
-        })
-        .unwrap_or(service);
+    let name = match service.strip_prefix(crate::alerting::SAVED_PREFIX) {
+        Some(id) => format!("🔎 #{id}"),
+        None => state
+            .dicts
+            .service(&service)
+            .map(|s| {
+                if lang == Lang::Ja {
+                    s.name_ja.clone()
+                } else {
+                    s.name_en.clone()
+                }
+            })
+            .unwrap_or(service),
+    };
     let share = v["metric"] == "negative_share";
     let fmt = |x: &Value| {
         let x = x.as_f64().unwrap_or(0.0);

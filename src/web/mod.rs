@@ -358,6 +358,12 @@ pub struct ParsedSearch {
     pub per_page: usize,
 }
 
+/// A saved search's stored query string as a search request (None when it no longer parses).
+pub fn saved_search_request(state: &AppState, query: &str) -> Option<SearchRequest> {
+    let params = serde_urlencoded::from_str::<SearchParams>(query).ok()?;
+    parse_search(state, &params).ok().map(|p| p.request)
+}
+
 pub fn parse_search(state: &AppState, p: &SearchParams) -> Result<ParsedSearch, WebError> {
     let number = |name: &str, v: &Option<String>, default: usize| -> Result<usize, WebError> {
         match non_empty(v) {

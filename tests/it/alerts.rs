@@ -400,3 +400,70 @@ async fn rollups_equal_a_recount_after_every_kind_of_write() {
     pipeline.reanalyze(store, Some(0), now).await.unwrap();
     assert_eq!(check("re-analysis").await, deleted);
 }
+
+/// A saved search is an alert rule: a burst of what it matches alerts even when no watched
+/// service is named (「無限おにぎり」 was a 7pay story told without the name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_search_is_an_alert_rule() {
+    use kizashi::domain::{ItemKind, RawItem};
+    let dir = tempfile::tempdir().unwrap();
+    let app = crate::spawn_app_with(crate::test_settings(dir.path(), &[]), Some(dir)).await;
+    let r = app
+        .client
+        .post(format!("{}/api/saved-searches", app.base))
+        .json(&serde_json::json!({ "name": "おにぎり", "query": "q=おにぎり" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let at = |h: i64| {
+        chrono::DateTime::parse_from_rfc3339("2019-06-25T00:00:00+09:00").unwrap()
+            + chrono::Duration::hours(h)
+    };
+    let mut texts: Vec<(chrono::DateTime<chrono::FixedOffset>, String)> = (0..8 * 24)
+        .filter(|h| h % 12 == 0)
+        .map(|h| (at(h), "コンビニでおにぎりを買った".to_string()))
+        .collect();
+    let burst = 8 * 24 + 3;
+    texts.extend((0..15).map(|i| {
+        (
+            at(burst) + chrono::Duration::minutes(i * 2),
+            format!("無限おにぎりができるらしい {i}"),
+        )
+    }));
+    let raws = texts
+        .into_iter()
+        .enumerate()
+        .map(|(i, (t, body))| RawItem {
+            source: "onigiri".into(),
+            guid: None,
+            url: format!("https://example.jp/o/{i}"),
+            title: String::new(),
+            body,
+            published_at: Some(t.into()),
+            author: Some(format!("u{i}")),
+            kind: ItemKind::Social,
+            bookmarks: None,
+            tags: Vec::new(),
+        })
+        .collect();
+    app.clock
+        .set((at(burst) + chrono::Duration::minutes(40)).into());
+    app.state
+        .pipeline
+        .import(
+            &app.state.store,
+            raws,
+            kizashi::clock::Clock::now(&*app.state.clock),
+        )
+        .await
+        .unwrap();
+    app.state.index_notify.notify_one();
+    app.wait_indexed().await;
+    let opened = kizashi::alerting::detect_now(&app.state).await.unwrap();
+    assert_eq!(opened.len(), 1);
+    let (_, v) = app.get_json("/api/alerts").await;
+    assert_eq!(v["alerts"][0]["service"], format!("saved-search:{id}"));
+    assert_eq!(v["alerts"][0]["observed"], 15.0);
+}
