@@ -161,6 +161,44 @@ impl Pipeline {
         self.ingest_as(store, raws, now, true).await
     }
 
+    /// Prepares a batch on every core (analysis is pure and the analyzer is shared), keeping
+    /// the batch's order; each result with its URL.
+    fn prepare_all(&self, raws: Vec<RawItem>) -> Vec<(String, Result<NewItem, ItemError>)> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if threads < 2 || raws.len() < 32 {
+            return raws
+                .into_iter()
+                .map(|r| (r.url.clone(), self.prepare(r)))
+                .collect();
+        }
+        let per = raws.len().div_ceil(threads);
+        let mut chunks: Vec<Vec<RawItem>> = Vec::new();
+        let mut it = raws.into_iter().peekable();
+        while it.peek().is_some() {
+            chunks.push(it.by_ref().take(per).collect());
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .into_iter()
+                            .map(|r| (r.url.clone(), self.prepare(r)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    }
+
     async fn ingest_as(
         &self,
         store: &Store,
@@ -177,7 +215,7 @@ impl Pipeline {
             .collect();
         let ids: Vec<&str> = prints.iter().flatten().map(|(id, _)| id.as_str()).collect();
         let known = store.stored_versions(&ids).await?;
-        let mut ready = Vec::with_capacity(raws.len());
+        let mut todo = Vec::with_capacity(raws.len());
         for (raw, print) in raws.into_iter().zip(prints) {
             if let Some((id, hash)) = &print {
                 if known.get(id) == Some(&(hash.clone(), self.version)) {
@@ -185,8 +223,11 @@ impl Pipeline {
                     continue;
                 }
             }
-            let url = raw.url.clone();
-            match self.prepare(raw) {
+            todo.push(raw);
+        }
+        let mut ready = Vec::with_capacity(todo.len());
+        for (url, prepared) in self.prepare_all(todo) {
+            match prepared {
                 Ok(item) => ready.push(NewItem { imported, ..item }),
                 Err(e) => {
                     report.failed += 1;
