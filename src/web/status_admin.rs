@@ -76,13 +76,18 @@ struct StatusAdminPage<'a> {
     maintenances: Vec<MaintenanceRow>,
     component_choices: Vec<Choice>,
     incident_choices: Vec<Choice>,
+    /// The webhook delivery log (incidents and alerts), newest first: (event, url, state,
+    /// attempts, last HTTP status).
+    deliveries: Vec<(String, String, String, i64, Option<i64>)>,
 }
 
 pub async fn status_page(state: State, req: HttpRequest) -> Result<HttpResponse, WebError> {
     let a = authed(&req);
     let now = state.clock.now().timestamp_millis();
     let snap = state.store.status_snapshot(now).await?;
+    let deliveries = state.store.webhook_log(50).await?;
     let body = StatusAdminPage {
+        deliveries,
         css: super::css_name(),
         csrf: a.as_ref().map(|a| a.csrf.as_str()).unwrap_or(""),
         user: a

@@ -248,4 +248,7 @@ async fn alerts_go_to_alert_receivers_as_slack_messages_or_json() {
         incidents_only.lock().unwrap().is_empty(),
         "incident-only receivers get no alerts"
     );
+    // The delivery log shows both on the operators' page.
+    let (_, page) = app.get_text("/admin/status").await;
+    assert_eq!(page.matches("<td>alert.opened</td>").count(), 2, "{page}");
 }
