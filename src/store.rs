@@ -692,7 +692,10 @@ impl Store {
             };
             for t in &item.analysis.targets {
                 sqlx::query(
-                    "INSERT INTO item_services (item_id, service, label, score) VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO item_services (item_id, service, label, score, published_at, kind,
+                        author, bookmarks)
+                     SELECT $1, $2, $3, $4, published_at, kind, author, bookmarks FROM items
+                     WHERE id = $1",
                 )
                 .bind(id)
                 .bind(&t.service)

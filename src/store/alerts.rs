@@ -304,17 +304,35 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<RollupRow>> {
+        self.rollup_rows_by(service, category, kind, from, to, crate::spikes::HOUR_MS)
+            .await
+    }
+
+    /// Like `rollup_rows`, summed into JST buckets of `step` ms in the database (`hour` is
+    /// then the bucket start).
+    pub async fn rollup_rows_by(
+        &self,
+        service: Option<&str>,
+        category: Option<&str>,
+        kind: Option<&str>,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<RollupRow>> {
         sqlx::query(
-            "SELECT hour, kind, label, SUM(n), SUM(score_sum) FROM rollups
+            "SELECT ((hour + 32400000) / $6) * $6 - 32400000 AS b, kind, label, SUM(n),
+                    SUM(score_sum)
+             FROM rollups
              WHERE service = $1 AND category = $2 AND hour >= $3 AND hour < $4
                AND ($5 IS NULL OR kind = $5)
-             GROUP BY hour, kind, label HAVING SUM(n) > 0",
+             GROUP BY b, kind, label HAVING SUM(n) > 0",
         )
         .bind(service.unwrap_or("*"))
         .bind(category.unwrap_or(""))
         .bind(from)
         .bind(to)
         .bind(kind)
+        .bind(step.max(crate::spikes::HOUR_MS))
         .fetch_all(&self.pool)
         .await?
         .into_iter()
@@ -330,7 +348,8 @@ impl Store {
         .collect()
     }
 
-    /// Distinct social authors per bucket over [from, to): bucket start → authors.
+    /// Distinct social authors per bucket over [from, to): bucket start → authors. With a
+    /// service, from the service's pairs (a covering index range); otherwise from the items.
     pub async fn social_authors(
         &self,
         service: Option<&str>,
@@ -341,28 +360,57 @@ impl Store {
     ) -> Result<Vec<(i64, i64)>> {
         let step = interval.millis();
         // Buckets on JST boundaries: shift by nine hours before dividing.
-        sqlx::query(
-            "SELECT ((i.published_at + 32400000) / $5) * $5 - 32400000 AS b,
-                    COUNT(DISTINCT i.author)
-             FROM items i
-             WHERE i.kind = 'social' AND i.published_at >= $1 AND i.published_at < $2
-               AND i.author IS NOT NULL
-               AND ($3 IS NULL OR EXISTS (SELECT 1 FROM item_services s
-                                          WHERE s.item_id = i.id AND s.service = $3))
-               AND ($4 IS NULL OR EXISTS (SELECT 1 FROM item_categories c
-                                          WHERE c.item_id = i.id AND c.category = $4))
-             GROUP BY b",
-        )
-        .bind(from)
-        .bind(to)
-        .bind(service)
-        .bind(category)
-        .bind(step)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|r| Ok((r.get(0), r.get(1))))
-        .collect()
+        let q = match (service, category) {
+            (Some(_), None) => sqlx::query(
+                "SELECT ((published_at + 32400000) / $4) * $4 - 32400000 AS b,
+                        COUNT(DISTINCT author)
+                 FROM item_services
+                 WHERE service = $3 AND published_at >= $1 AND published_at < $2
+                   AND kind = 'social' AND author IS NOT NULL
+                 GROUP BY b",
+            )
+            .bind(from)
+            .bind(to)
+            .bind(service)
+            .bind(step),
+            (Some(_), Some(_)) => sqlx::query(
+                "SELECT ((s.published_at + 32400000) / $5) * $5 - 32400000 AS b,
+                        COUNT(DISTINCT s.author)
+                 FROM item_services s
+                 WHERE s.service = $3 AND s.published_at >= $1 AND s.published_at < $2
+                   AND s.kind = 'social' AND s.author IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM item_categories c
+                               WHERE c.item_id = s.item_id AND c.category = $4)
+                 GROUP BY b",
+            )
+            .bind(from)
+            .bind(to)
+            .bind(service)
+            .bind(category)
+            .bind(step),
+            _ => sqlx::query(
+                "SELECT ((i.published_at + 32400000) / $5) * $5 - 32400000 AS b,
+                        COUNT(DISTINCT i.author)
+                 FROM items i
+                 WHERE i.kind = 'social' AND i.published_at >= $1 AND i.published_at < $2
+                   AND i.author IS NOT NULL
+                   AND ($3 IS NULL OR EXISTS (SELECT 1 FROM item_services s
+                                              WHERE s.item_id = i.id AND s.service = $3))
+                   AND ($4 IS NULL OR EXISTS (SELECT 1 FROM item_categories c
+                                              WHERE c.item_id = i.id AND c.category = $4))
+                 GROUP BY b",
+            )
+            .bind(from)
+            .bind(to)
+            .bind(service)
+            .bind(category)
+            .bind(step),
+        };
+        q.fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| Ok((r.get(0), r.get(1))))
+            .collect()
     }
 
     /// Earliest and latest hour with rollup counts for `service` (every item: None).
@@ -384,15 +432,17 @@ impl Store {
         service: Option<&str>,
         from: i64,
         to: i64,
+        step: i64,
     ) -> Result<Vec<(i64, String, i64)>> {
         sqlx::query(
-            "SELECT hour, category, SUM(n) FROM rollups
+            "SELECT ((hour + 32400000) / $4) * $4 - 32400000 AS b, category, SUM(n) FROM rollups
              WHERE service = $1 AND category <> '' AND hour >= $2 AND hour < $3
-             GROUP BY hour, category HAVING SUM(n) > 0",
+             GROUP BY b, category HAVING SUM(n) > 0",
         )
         .bind(service.unwrap_or("*"))
         .bind(from)
         .bind(to)
+        .bind(step.max(crate::spikes::HOUR_MS))
         .fetch_all(&self.pool)
         .await?
         .into_iter()
@@ -402,14 +452,22 @@ impl Store {
 
     /// Mentions per (service, hour, sentiment label) of every service over [from, to): share
     /// of voice and side-by-side sentiment.
-    pub async fn rollup_services(&self, from: i64, to: i64) -> Result<Vec<(String, RollupRow)>> {
+    pub async fn rollup_services(
+        &self,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<(String, RollupRow)>> {
         sqlx::query(
-            "SELECT service, hour, kind, label, SUM(n), SUM(score_sum) FROM rollups
-             WHERE service <> '*' AND category = '' AND hour >= $1 AND hour < $2
-             GROUP BY service, hour, kind, label HAVING SUM(n) > 0",
+            "SELECT service, ((hour + 32400000) / $3) * $3 - 32400000 AS b, kind, label, SUM(n),
+                    SUM(score_sum)
+             FROM rollups
+             WHERE category = '' AND hour >= $1 AND hour < $2 AND service <> '*'
+             GROUP BY service, b, kind, label HAVING SUM(n) > 0",
         )
         .bind(from)
         .bind(to)
+        .bind(step.max(crate::spikes::HOUR_MS))
         .fetch_all(&self.pool)
         .await?
         .into_iter()
@@ -438,10 +496,9 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<(i64, f64, String)>> {
         sqlx::query(
-            "SELECT i.id, s.score, s.label FROM items i
-             JOIN item_services s ON s.item_id = i.id AND s.service = $1
-             WHERE i.published_at >= $2 AND i.published_at < $3
-             ORDER BY COALESCE(i.bookmarks, 0) DESC, ABS(s.score) DESC, i.published_at DESC, i.id
+            "SELECT item_id, score, label FROM item_services
+             WHERE service = $1 AND published_at >= $2 AND published_at < $3
+             ORDER BY COALESCE(bookmarks, 0) DESC, ABS(score) DESC, published_at DESC, item_id
              LIMIT $4",
         )
         .bind(service)

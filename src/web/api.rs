@@ -192,7 +192,7 @@ pub async fn rollup_buckets(
     crate::aggregate::buckets(&[], interval, from, to).map_err(WebError::BadRequest)?;
     let rows = state
         .store
-        .rollup_rows(service, category, kind, hfrom, hto)
+        .rollup_rows_by(service, category, kind, hfrom, hto, interval.millis())
         .await?;
     let authors = if kind.is_some_and(|k| k != "social") {
         Vec::new()

@@ -372,7 +372,11 @@ async fn overview(state: State, p: DashboardParams, lang: Lang) -> Result<HttpRe
     let incidents = state.store.incidents_between(from, to).await?;
     let rows = state
         .store
-        .rollup_services(floor(from, Interval::Hour), ceil(to, Interval::Hour))
+        .rollup_services(
+            floor(from, Interval::Hour),
+            ceil(to, Interval::Hour),
+            interval.millis(),
+        )
         .await?;
     let mut by_service: HashMap<String, Vec<crate::aggregate::RollupTuple>> = HashMap::new();
     for (svc, r) in &rows {
@@ -692,6 +696,7 @@ async fn service_page(
             Some(slug),
             floor(from, Interval::Hour),
             ceil(to, Interval::Hour),
+            interval.millis(),
         )
         .await?;
     let cats: Vec<(String, String)> = state
