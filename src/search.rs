@@ -10,8 +10,9 @@ use crate::text::{truncate_chars, Analyzer};
 use serde::{Deserialize, Serialize};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
 use tantivy::schema::{
@@ -31,6 +32,14 @@ pub enum SearchError {
     Dir(String),
     #[error("query syntax: {0}")]
     Query(String),
+    /// The query is larger than the complexity budget allows (a helpful message).
+    #[error("{0}")]
+    TooComplex(String),
+    /// The search ran past its time budget and was stopped.
+    #[error("the search took longer than its {0:?} budget")]
+    OverBudget(std::time::Duration),
+    #[error("search task failed: {0}")]
+    Task(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -283,6 +292,8 @@ pub struct SearchIndex {
     /// Normalized service alias → slug, for synonym expansion of queries.
     aliases: Arc<std::collections::HashMap<String, String>>,
     analyzer: Arc<Analyzer>,
+    /// Time budget of one text search, in milliseconds.
+    budget_ms: Arc<AtomicU64>,
 }
 
 /// Sort order of results.
@@ -411,6 +422,225 @@ pub fn expand_query(q: &str, service_of: impl Fn(&str) -> Option<String>) -> Str
 /// Snippet length in characters; tantivy counts bytes, so it is given three per character.
 const SNIPPET_CHARS: usize = 100;
 
+/// The complexity budget of a text query, checked before and after parsing, so a
+/// pathological query is refused with a message instead of running.
+pub const MAX_QUERY_CHARS: usize = 500;
+/// Words, phrases and `field:value` terms in one query.
+pub const MAX_QUERY_OPERANDS: usize = 32;
+/// Nesting of parentheses.
+pub const MAX_QUERY_DEPTH: usize = 8;
+/// Index terms after expansion into the searched fields (each word becomes surface, base,
+/// reading and bigram terms).
+pub const MAX_QUERY_TERMS: usize = 4_000;
+/// Time budget of a text search unless configured (`limits.search_budget_ms`).
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(3);
+
+/// Refuses queries over the complexity budget (length, operands, nesting) before parsing.
+pub fn check_query_shape(q: &str) -> Result<()> {
+    let chars = q.chars().count();
+    if chars > MAX_QUERY_CHARS {
+        return Err(SearchError::TooComplex(format!(
+            "q: at most {MAX_QUERY_CHARS} characters (this one has {chars})"
+        )));
+    }
+    let (mut depth, mut deepest, mut operands) = (0usize, 0usize, 0usize);
+    let (mut in_phrase, mut in_word) = (false, false);
+    for c in q.chars() {
+        if in_phrase {
+            in_phrase = c != '"';
+            continue;
+        }
+        match c {
+            '"' => {
+                in_phrase = true;
+                in_word = false;
+                operands += 1;
+            }
+            '(' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                in_word = false;
+            }
+            ')' => {
+                depth = depth.saturating_sub(1);
+                in_word = false;
+            }
+            c if c.is_whitespace() => in_word = false,
+            _ => {
+                if !in_word {
+                    in_word = true;
+                    operands += 1;
+                }
+            }
+        }
+    }
+    if deepest > MAX_QUERY_DEPTH {
+        return Err(SearchError::TooComplex(format!(
+            "q: parentheses nest at most {MAX_QUERY_DEPTH} deep (this query: {deepest})"
+        )));
+    }
+    if operands > MAX_QUERY_OPERANDS {
+        return Err(SearchError::TooComplex(format!(
+            "q: at most {MAX_QUERY_OPERANDS} words, phrases and operators (this query has \
+             {operands}); narrow it with filters (service, category, dates) instead"
+        )));
+    }
+    Ok(())
+}
+
+/// A query with a time budget: its scorers stop (report no further documents) once the
+/// deadline passes, and `expired` tells the caller the results are incomplete. Tantivy has no
+/// cancellation, so the check sits where every collector pulls documents: the scorer.
+#[derive(Debug)]
+struct Budgeted {
+    inner: Box<dyn Query>,
+    deadline: Instant,
+    expired: Arc<AtomicBool>,
+}
+
+impl Clone for Budgeted {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.box_clone(),
+            deadline: self.deadline,
+            expired: self.expired.clone(),
+        }
+    }
+}
+
+impl Query for Budgeted {
+    fn weight(
+        &self,
+        scoring: tantivy::query::EnableScoring<'_>,
+    ) -> tantivy::Result<Box<dyn tantivy::query::Weight>> {
+        Ok(Box::new(BudgetedWeight {
+            inner: self.inner.weight(scoring)?,
+            deadline: self.deadline,
+            expired: self.expired.clone(),
+        }))
+    }
+
+    fn query_terms<'a>(&'a self, visitor: &mut dyn FnMut(&'a Term, bool)) {
+        self.inner.query_terms(visitor);
+    }
+}
+
+struct BudgetedWeight {
+    inner: Box<dyn tantivy::query::Weight>,
+    deadline: Instant,
+    expired: Arc<AtomicBool>,
+}
+
+impl BudgetedWeight {
+    fn over(&self) -> bool {
+        let over = Instant::now() >= self.deadline;
+        if over {
+            self.expired.store(true, Ordering::Relaxed);
+        }
+        over
+    }
+}
+
+impl tantivy::query::Weight for BudgetedWeight {
+    fn scorer(
+        &self,
+        reader: &tantivy::SegmentReader,
+        boost: tantivy::Score,
+    ) -> tantivy::Result<Box<dyn tantivy::query::Scorer>> {
+        if self.over() {
+            return Ok(Box::new(tantivy::query::EmptyScorer));
+        }
+        Ok(Box::new(BudgetedScorer {
+            inner: self.inner.scorer(reader, boost)?,
+            deadline: self.deadline,
+            expired: self.expired.clone(),
+            steps: 0,
+            stopped: false,
+        }))
+    }
+
+    fn explain(
+        &self,
+        reader: &tantivy::SegmentReader,
+        doc: tantivy::DocId,
+    ) -> tantivy::Result<tantivy::query::Explanation> {
+        self.inner.explain(reader, doc)
+    }
+}
+
+struct BudgetedScorer {
+    inner: Box<dyn tantivy::query::Scorer>,
+    deadline: Instant,
+    expired: Arc<AtomicBool>,
+    steps: u32,
+    stopped: bool,
+}
+
+/// Documents between two looks at the clock (a clock read costs about as much as a few
+/// documents; this keeps the check under a percent of the work).
+const BUDGET_CHECK_EVERY: u32 = 1024;
+
+impl tantivy::DocSet for BudgetedScorer {
+    fn advance(&mut self) -> tantivy::DocId {
+        if self.stopped {
+            return tantivy::TERMINATED;
+        }
+        self.steps = self.steps.wrapping_add(1);
+        if self.steps.is_multiple_of(BUDGET_CHECK_EVERY) && Instant::now() >= self.deadline {
+            self.expired.store(true, Ordering::Relaxed);
+            self.stopped = true;
+            return tantivy::TERMINATED;
+        }
+        self.inner.advance()
+    }
+
+    fn seek(&mut self, target: tantivy::DocId) -> tantivy::DocId {
+        if self.stopped {
+            return tantivy::TERMINATED;
+        }
+        self.inner.seek(target)
+    }
+
+    fn doc(&self) -> tantivy::DocId {
+        if self.stopped {
+            tantivy::TERMINATED
+        } else {
+            self.inner.doc()
+        }
+    }
+
+    fn size_hint(&self) -> u32 {
+        self.inner.size_hint()
+    }
+
+    fn cost(&self) -> u64 {
+        self.inner.cost()
+    }
+}
+
+impl tantivy::query::Scorer for BudgetedScorer {
+    fn score(&mut self) -> tantivy::Score {
+        self.inner.score()
+    }
+}
+
+/// A built query and how to tell whether its time budget ran out.
+struct Built {
+    query: Box<dyn Query>,
+    expired: Arc<AtomicBool>,
+    budget: Duration,
+}
+
+impl Built {
+    fn check(&self) -> Result<()> {
+        if self.expired.load(Ordering::Relaxed) {
+            Err(SearchError::OverBudget(self.budget))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 impl SearchIndex {
     /// Opens or creates the index in `dir`, registering the tokenizers.
     pub fn open(
@@ -460,6 +690,7 @@ impl SearchIndex {
             applied: Arc::new(AtomicI64::new(0)),
             aliases: Arc::new(aliases),
             analyzer: s_analyzer,
+            budget_ms: Arc::new(AtomicU64::new(DEFAULT_BUDGET.as_millis() as u64)),
         };
         let w = s.committed_watermark()?;
         s.applied.store(w.hwm, Ordering::SeqCst);
@@ -641,10 +872,23 @@ impl SearchIndex {
         Ok(())
     }
 
-    fn build_query(&self, req: &SearchRequest) -> Result<Box<dyn Query>> {
+    /// Sets the time budget of each text search (`limits.search_budget_ms`).
+    pub fn set_time_budget(&self, budget: Duration) {
+        self.budget_ms.store(
+            budget.as_millis().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn build_query(&self, req: &SearchRequest) -> Result<Built> {
         let f = self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        if !req.q.trim().is_empty() {
+        let budget = Duration::from_millis(self.budget_ms.load(Ordering::Relaxed));
+        // The clock starts before parsing: analysis of a long query is part of the cost.
+        let deadline = Instant::now() + budget;
+        let text_query = !req.q.trim().is_empty();
+        if text_query {
+            check_query_shape(&req.q)?;
             // Exact surface matches rank first; base forms, readings and bigrams widen recall.
             let mut parser = QueryParser::for_index(
                 &self.index,
@@ -663,6 +907,14 @@ impl SearchIndex {
             let q = parser
                 .parse_query(&expanded)
                 .map_err(|e| SearchError::Query(e.to_string()))?;
+            let mut terms = 0usize;
+            q.query_terms(&mut |_, _| terms += 1);
+            if terms > MAX_QUERY_TERMS {
+                return Err(SearchError::TooComplex(format!(
+                    "q: the query expands to {terms} index terms (at most {MAX_QUERY_TERMS}); \
+                     use fewer or shorter words"
+                )));
+            }
             clauses.push((Occur::Must, q));
         }
         for (field, value) in [
@@ -709,7 +961,7 @@ impl SearchIndex {
                 Box::new(RangeQuery::new(bound(req.from, true), bound(req.to, false))),
             ));
         }
-        Ok(match clauses.len() {
+        let query: Box<dyn Query> = match clauses.len() {
             0 => Box::new(AllQuery),
             _ => {
                 if clauses
@@ -720,55 +972,35 @@ impl SearchIndex {
                 }
                 Box::new(BooleanQuery::new(clauses))
             }
+        };
+        let expired = Arc::new(AtomicBool::new(false));
+        // Filters alone cost at most one pass over the index; a text query gets the budget.
+        let query: Box<dyn Query> = if text_query {
+            Box::new(Budgeted {
+                inner: query,
+                deadline,
+                expired: expired.clone(),
+            })
+        } else {
+            query
+        };
+        Ok(Built {
+            query,
+            expired,
+            budget,
         })
     }
 
-    /// Runs a search; the hits are filled from the database (the source of truth).
+    /// Runs a search; the hits are filled from the database (the source of truth). The index
+    /// work runs on a blocking thread, so a heavy query never holds an HTTP worker.
     pub async fn search(&self, store: &Store, req: &SearchRequest) -> Result<SearchResults> {
-        let query = self.build_query(req)?;
-        let searcher = self.reader.searcher();
-        let limit = req.limit.max(1);
-        let (total, addrs) = (|| -> Result<_> {
-            let total = searcher.search(&*query, &Count)?;
-            let addrs: Vec<tantivy::DocAddress> = match req.sort {
-                SortBy::Relevance => searcher
-                    .search(
-                        &*query,
-                        &TopDocs::with_limit(limit)
-                            .and_offset(req.offset)
-                            .order_by_score(),
-                    )?
-                    .into_iter()
-                    .map(|(_, a)| a)
-                    .collect(),
-                SortBy::Newest => searcher
-                    .search(
-                        &*query,
-                        &TopDocs::with_limit(limit)
-                            .and_offset(req.offset)
-                            .order_by_fast_field::<TvDate>("published", Order::Desc),
-                    )?
-                    .into_iter()
-                    .map(|(_, a)| a)
-                    .collect(),
-            };
-            Ok((total, addrs))
-        })()?;
-        let mut ids = Vec::with_capacity(addrs.len());
-        for a in addrs {
-            let doc: TantivyDocument = searcher.doc(a)?;
-            if let Some(id) = doc.get_first(self.fields.id).and_then(|v| v.as_u64()) {
-                ids.push(id as i64);
-            }
-        }
-        let facets = if req.with_facets {
-            Some(self.facets(&searcher, &*query)?)
-        } else {
-            None
-        };
+        let this = self.clone();
+        let owned = req.clone();
+        let (total, ids, facets, mut generator) =
+            tokio::task::spawn_blocking(move || this.search_index(&owned))
+                .await
+                .map_err(|e| SearchError::Task(e.to_string()))??;
         let items = store.items(&ids).await?;
-        let mut generator =
-            tantivy::snippet::SnippetGenerator::create(&searcher, &*query, self.fields.body)?;
         generator.set_max_num_chars(SNIPPET_CHARS * 3);
         let hits = items
             .into_iter()
@@ -805,6 +1037,66 @@ impl SearchIndex {
             hits,
             facets,
         })
+    }
+
+    /// The index part of `search`: total, ids of the requested page, facets, and the snippet
+    /// generator for the query. Fails with `OverBudget` when the time budget ran out.
+    #[allow(clippy::type_complexity)]
+    fn search_index(
+        &self,
+        req: &SearchRequest,
+    ) -> Result<(
+        usize,
+        Vec<i64>,
+        Option<std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>>,
+        tantivy::snippet::SnippetGenerator,
+    )> {
+        let built = self.build_query(req)?;
+        let query: &dyn Query = &*built.query;
+        let searcher = self.reader.searcher();
+        let limit = req.limit.max(1);
+        let (total, addrs) = (|| -> Result<_> {
+            let total = searcher.search(&*query, &Count)?;
+            let addrs: Vec<tantivy::DocAddress> = match req.sort {
+                SortBy::Relevance => searcher
+                    .search(
+                        &*query,
+                        &TopDocs::with_limit(limit)
+                            .and_offset(req.offset)
+                            .order_by_score(),
+                    )?
+                    .into_iter()
+                    .map(|(_, a)| a)
+                    .collect(),
+                SortBy::Newest => searcher
+                    .search(
+                        &*query,
+                        &TopDocs::with_limit(limit)
+                            .and_offset(req.offset)
+                            .order_by_fast_field::<TvDate>("published", Order::Desc),
+                    )?
+                    .into_iter()
+                    .map(|(_, a)| a)
+                    .collect(),
+            };
+            Ok((total, addrs))
+        })()?;
+        let mut ids = Vec::with_capacity(addrs.len());
+        for a in addrs {
+            let doc: TantivyDocument = searcher.doc(a)?;
+            if let Some(id) = doc.get_first(self.fields.id).and_then(|v| v.as_u64()) {
+                ids.push(id as i64);
+            }
+        }
+        let facets = if req.with_facets {
+            Some(self.facets(&searcher, query)?)
+        } else {
+            None
+        };
+        built.check()?;
+        let generator =
+            tantivy::snippet::SnippetGenerator::create(&searcher, query, self.fields.body)?;
+        Ok((total, ids, facets, generator))
     }
 
     /// Counts of matching items per facet value (terms aggregations on the fast fields).
@@ -885,9 +1177,10 @@ impl SearchIndex {
         req: &SearchRequest,
         read: impl Fn(&tantivy::SegmentReader, &[tantivy::DocId], &mut Vec<i64>) -> tantivy::Result<()>,
     ) -> Result<Vec<i64>> {
-        let query = self.build_query(req)?;
+        let built = self.build_query(req)?;
         let searcher = self.reader.searcher();
-        let docs = searcher.search(&*query, &tantivy::collector::DocSetCollector)?;
+        let docs = searcher.search(&*built.query, &tantivy::collector::DocSetCollector)?;
+        built.check()?;
         let mut by_segment: std::collections::BTreeMap<u32, Vec<tantivy::DocId>> =
             Default::default();
         for a in &docs {

@@ -8,6 +8,8 @@ mod crawler;
 mod fixtures;
 mod flow;
 mod fuzz;
+mod limits;
+mod metrics;
 mod search;
 mod status;
 mod webhooks;
