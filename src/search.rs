@@ -624,6 +624,18 @@ impl tantivy::query::Scorer for BudgetedScorer {
     }
 }
 
+/// Errors tantivy reports only when a parsed query runs (`field:*` on an unknown field or on a
+/// text field) are the query's fault: a 400, not a 500.
+fn run_error(e: tantivy::TantivyError) -> SearchError {
+    match e {
+        tantivy::TantivyError::FieldNotFound(f) => SearchError::Query(format!(
+            "unknown field {f:?}; fields are title, service, category, sentiment, kind, source, tag"
+        )),
+        tantivy::TantivyError::SchemaError(m) => SearchError::Query(m),
+        other => SearchError::Index(other),
+    }
+}
+
 /// A built query and how to tell whether its time budget ran out.
 struct Built {
     query: Box<dyn Query>,
@@ -1056,25 +1068,27 @@ impl SearchIndex {
         let searcher = self.reader.searcher();
         let limit = req.limit.max(1);
         let (total, addrs) = (|| -> Result<_> {
-            let total = searcher.search(&*query, &Count)?;
+            let total = searcher.search(query, &Count).map_err(run_error)?;
             let addrs: Vec<tantivy::DocAddress> = match req.sort {
                 SortBy::Relevance => searcher
                     .search(
-                        &*query,
+                        query,
                         &TopDocs::with_limit(limit)
                             .and_offset(req.offset)
                             .order_by_score(),
-                    )?
+                    )
+                    .map_err(run_error)?
                     .into_iter()
                     .map(|(_, a)| a)
                     .collect(),
                 SortBy::Newest => searcher
                     .search(
-                        &*query,
+                        query,
                         &TopDocs::with_limit(limit)
                             .and_offset(req.offset)
                             .order_by_fast_field::<TvDate>("published", Order::Desc),
-                    )?
+                    )
+                    .map_err(run_error)?
                     .into_iter()
                     .map(|(_, a)| a)
                     .collect(),
@@ -1127,7 +1141,7 @@ impl SearchIndex {
                 self.index.tokenizers().clone(),
             ),
         );
-        let result = searcher.search(query, &collector)?;
+        let result = searcher.search(query, &collector).map_err(run_error)?;
         let json = serde_json::to_value(&result).map_err(|e| SearchError::Query(e.to_string()))?;
         let mut out = std::collections::BTreeMap::new();
         for f in FACETS {
@@ -1179,7 +1193,9 @@ impl SearchIndex {
     ) -> Result<Vec<i64>> {
         let built = self.build_query(req)?;
         let searcher = self.reader.searcher();
-        let docs = searcher.search(&*built.query, &tantivy::collector::DocSetCollector)?;
+        let docs = searcher
+            .search(&*built.query, &tantivy::collector::DocSetCollector)
+            .map_err(run_error)?;
         built.check()?;
         let mut by_segment: std::collections::BTreeMap<u32, Vec<tantivy::DocId>> =
             Default::default();

@@ -185,6 +185,11 @@ async fn pathological_queries_get_a_helpful_400_and_the_time_budget_stops_a_sear
     let (status, msg) = bad("不正".repeat(400)).await;
     assert_eq!(status, 400, "{msg}");
     assert!(msg.contains("at most 500 characters"), "{msg}");
+    // Errors tantivy finds only when the query runs are the query's too (found by fuzzing).
+    for q in ["二段階認証TO: *", "title:*", "nosuchfield:*"] {
+        let (status, msg) = bad(q.to_string()).await;
+        assert_eq!(status, 400, "{q}: {msg}");
+    }
     // The page answers the same way (a 400 page, not a 500).
     let (status, _) = app
         .get_text(&format!("/search?q={}", enc(&"(".repeat(30))))
