@@ -10,6 +10,7 @@ mod flow;
 mod fuzz;
 mod limits;
 mod metrics;
+mod properties;
 mod search;
 mod status;
 mod webhooks;
