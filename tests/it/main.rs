@@ -4,6 +4,7 @@ mod analysis;
 mod browser;
 mod cli;
 mod corpus;
+mod crash;
 mod crawler;
 mod fixtures;
 mod flow;
