@@ -173,20 +173,28 @@ impl RateLimits {
     }
 }
 
-/// Answers 429 with `Retry-After` once a client has used up its allowance on an API.
-pub async fn rate_limit(
+/// The one middleware for limits and request metrics, innermost at the app level (inside the
+/// security headers and the access log): it times the request, answers 429 with
+/// `Retry-After` once a client has used up its allowance on an API, and applies the handler
+/// timeout. One middleware rather than three keeps the status pages' per-request overhead
+/// to one boxed future.
+pub async fn edge(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let start = std::time::Instant::now();
+    let route = super::observe::route_label(req.request());
     let class = rate_class(req.path());
-    if class != RateClass::Unlimited {
-        if let Some(limits) = req.app_data::<web::Data<RateLimits>>() {
-            if let Err(secs) = limits.check(class, req.request()) {
-                return Ok(req.into_response(WebError::TooManyRequests(secs).error_response()));
-            }
-        }
-    }
-    Ok(next.call(req).await?.map_into_boxed_body())
+    let limited = match req.app_data::<web::Data<RateLimits>>() {
+        Some(limits) if class != RateClass::Unlimited => limits.check(class, req.request()).err(),
+        _ => None,
+    };
+    let result = match limited {
+        Some(secs) => Ok(req.into_response(WebError::TooManyRequests(secs).error_response())),
+        None => timeout(req, next).await,
+    };
+    super::observe::record(&route, &result, start);
+    result
 }
 
 #[cfg(test)]

@@ -49,13 +49,11 @@ pub fn server(
             }))
             .app_data(limits::json_config(limits::JSON_LIMIT))
             .app_data(limits::form_config())
-            // Innermost first: the timeout covers the guard and handlers; 429s and 503s still
-            // get the security headers, and the metrics see every answer.
-            .wrap(actix_web::middleware::from_fn(limits::timeout))
-            .wrap(actix_web::middleware::from_fn(limits::rate_limit))
+            // Innermost first: metrics, rate limit and the timeout around the guard and
+            // handlers (429s get the security headers).
+            .wrap(actix_web::middleware::from_fn(limits::edge))
             .wrap(security_headers())
             .wrap(access_log())
-            .wrap(actix_web::middleware::from_fn(observe::http_metrics))
             // Status documents are public and pre-compressed: registered first, outside the
             // scope that carries the access guard and Compress.
             .configure(status_routes)

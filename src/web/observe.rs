@@ -1,8 +1,7 @@
 //! Request metrics: the time each request takes to its response head, recorded in
 //! `crate::metrics` by route pattern (never the raw path) and status class.
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
+use actix_web::body::BoxBody;
+use actix_web::dev::ServiceResponse;
 use std::borrow::Cow;
 use std::time::Instant;
 
@@ -11,7 +10,7 @@ use std::time::Instant;
 /// `match_pattern` reads the route table, not the routing result, so this works before the
 /// request is routed (and the request must not be cloned before routing: actix needs it
 /// unshared to fill in the path parameters).
-fn route_label(req: &actix_web::HttpRequest) -> Cow<'static, str> {
+pub(super) fn route_label(req: &actix_web::HttpRequest) -> Cow<'static, str> {
     let path = req.path();
     if let Some(p) = super::STATUS_PATHS.iter().find(|p| **p == path) {
         return Cow::Borrowed(p);
@@ -22,18 +21,16 @@ fn route_label(req: &actix_web::HttpRequest) -> Cow<'static, str> {
     }
 }
 
-pub async fn http_metrics(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let start = Instant::now();
-    let route = route_label(req.request());
-    let result = next.call(req).await;
-    // An error (the handler timeout) becomes its response after the middleware.
-    let status = match &result {
+/// Records one answered request: an error (the handler timeout) becomes its response after
+/// the middleware, with the error's status.
+pub(super) fn record(
+    route: &str,
+    result: &Result<ServiceResponse<BoxBody>, actix_web::Error>,
+    start: Instant,
+) {
+    let status = match result {
         Ok(res) => res.status(),
         Err(e) => e.as_response_error().status_code(),
     };
-    crate::metrics::global().http_request(&route, status.as_u16(), start.elapsed());
-    Ok(result?.map_into_boxed_body())
+    crate::metrics::global().http_request(route, status.as_u16(), start.elapsed());
 }
