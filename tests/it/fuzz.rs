@@ -188,6 +188,7 @@ fn feed_decoding_survives_ten_thousand_mutations() {
         parsed += usize::from(ok);
         i += 1;
     }
+    eprintln!("fuzz feeds: {i} inputs, seed {}", run.seed);
     // Many mutated feeds stay readable (JSON and HTML seeds never do): leniency is doing its
     // job, not just rejecting.
     assert!(
@@ -291,6 +292,7 @@ fn normalization_and_tokenization_survive_mutated_text() {
         });
         i += 1;
     }
+    eprintln!("fuzz text: {i} inputs, seed {}", run.seed);
 }
 
 /// Pieces of the query language and of what users paste into a search box.
@@ -435,4 +437,5 @@ async fn the_query_parser_answers_every_query_with_results_or_a_400() {
         i += 1;
     }
     assert_eq!(answered, i);
+    eprintln!("fuzz queries: {i} inputs, seed {}", run.seed);
 }
