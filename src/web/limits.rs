@@ -185,9 +185,11 @@ pub async fn edge(
     let start = std::time::Instant::now();
     let route = super::observe::route_label(req.request());
     let class = rate_class(req.path());
-    let limited = match req.app_data::<web::Data<RateLimits>>() {
-        Some(limits) if class != RateClass::Unlimited => limits.check(class, req.request()).err(),
-        _ => None,
+    let limited = match class {
+        RateClass::Unlimited => None,
+        _ => req
+            .app_data::<web::Data<RateLimits>>()
+            .and_then(|limits| limits.check(class, req.request()).err()),
     };
     let result = match limited {
         Some(secs) => Ok(req.into_response(WebError::TooManyRequests(secs).error_response())),

@@ -1,8 +1,10 @@
 //! Crash safety of the real binary: `kizashi import`, `crawl --once`, `reanalyze` and `serve`
 //! (catching up and rebuilding after `reindex`) are killed with SIGKILL at random moments, at
-//! least ten times, and restarted. Committed items never disappear between kills; after a
-//! final clean import and crawl and an index catch-up, every item the inputs hold is stored
-//! exactly once and every stored item is in the index exactly once.
+//! least ten times, and restarted. Each reanalysis runs with the other of two lexicons (お得
+//! positive or negative), so it rewrites every item. Committed items never disappear between
+//! kills; after a final clean import, crawl and reanalysis and an index catch-up, every item
+//! the inputs hold is stored exactly once, every stored item is in the index exactly once,
+//! and the index carries the last analysis (its sentiment counts equal the database's).
 use crate::fixtures::{FixtureServer, Response};
 use crate::{enc, spawn_app_with, test_settings};
 use kizashi::search::SearchRequest;
@@ -90,20 +92,41 @@ async fn sigkill_at_random_points_loses_nothing_and_counts_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     let server = FixtureServer::start().await;
-    let mut toml = String::from(
-        "[crawl]\nallow_private_networks = true\ntimeout_secs = 5\nper_host_interval_ms = 1\n",
-    );
+    // Two lexicons: the built-in one, and one where お得 (in two thirds of the imported items)
+    // is negative.
+    let lexicon = include_str!("../../dictionaries/sentiment.tsv");
+    assert!(lexicon.contains("\nお得\t0.7\n"));
+    let dicts = [path.join("dict-a"), path.join("dict-b")];
+    for (d, text) in dicts.iter().zip([
+        lexicon.to_string(),
+        lexicon.replace("\nお得\t0.7\n", "\nお得\t-0.7\n"),
+    ]) {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("sentiment.tsv"), text).unwrap();
+    }
+    let mut sources = String::new();
     for s in 0..SOURCES {
         server.set(
             &format!("/feed{s}.xml"),
             Response::ok("application/rss+xml", feed(s)),
         );
-        toml.push_str(&format!(
+        sources.push_str(&format!(
             "[[sources]]\nname = \"feed{s}\"\nurl = \"{}/feed{s}.xml\"\nschedule = \"0 0 0 1 1 *\"\n",
             server.base
         ));
     }
-    std::fs::write(path.join("kizashi.toml"), toml).unwrap();
+    let configure = |dict: &std::path::Path| {
+        std::fs::write(
+            path.join("kizashi.toml"),
+            format!(
+                "dictionaries_dir = {:?}\n[crawl]\nallow_private_networks = true\ntimeout_secs = 5\nper_host_interval_ms = 1\n{sources}",
+                dict.display().to_string()
+            ),
+        )
+        .unwrap();
+    };
+    let mut lexicon_in_use = 0;
+    configure(&dicts[lexicon_in_use]);
     let lines: Vec<String> = (0..IMPORTED).map(import_line).collect();
     std::fs::write(path.join("items.jsonl"), lines.join("\n") + "\n").unwrap();
 
@@ -129,10 +152,11 @@ async fn sigkill_at_random_points_loses_nothing_and_counts_nothing_twice() {
         let (args, delay): (&[&str], u64) = match op {
             0 => (&["import", "items.jsonl"], 50 + rng.below(2_000)),
             1 => (&["crawl", "--once"], 20 + rng.below(400)),
-            2 => (
-                &["reanalyze", "--since", "2000-01-01"],
-                50 + rng.below(1_500),
-            ),
+            2 => {
+                lexicon_in_use = 1 - lexicon_in_use;
+                configure(&dicts[lexicon_in_use]);
+                (&["reanalyze"], 50 + rng.below(1_500))
+            }
             _ => {
                 // A new index generation, rebuilt by the server that is then killed.
                 if rng.below(2) == 0 {
@@ -167,9 +191,13 @@ async fn sigkill_at_random_points_loses_nothing_and_counts_nothing_twice() {
     );
 
     // A clean import and crawl complete the inputs; the server's index then catches up.
+    configure(&dicts[1]);
     finish(&path, &["import", "items.jsonl"]);
     finish(&path, &["crawl", "--once"]);
-    let app = spawn_app_with(test_settings(&path, &[]), Some(dir)).await;
+    finish(&path, &["reanalyze"]);
+    let mut settings = test_settings(&path, &[]);
+    settings.dictionaries_dir = Some(dicts[1].clone());
+    let app = spawn_app_with(settings, Some(dir)).await;
     app.wait_indexed().await;
     let state = app.state.clone();
 
@@ -205,5 +233,20 @@ async fn sigkill_at_random_points_loses_nothing_and_counts_nothing_twice() {
         .map(|v| v.as_u64().unwrap())
         .sum();
     assert_eq!(kinds as usize, want.len(), "{body}");
+    // The index follows the last analysis: sentiment counts agree with the database.
+    let mut by_label = std::collections::BTreeMap::<String, u64>::new();
+    for it in &items {
+        *by_label.entry(it.sentiment_label.clone()).or_default() += 1;
+    }
+    let facet: std::collections::BTreeMap<String, u64> = body["facets"]["sentiment"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect();
+    assert_eq!(facet, by_label, "{log:?}");
+    // With the first lexicon the 1,000 お得 items are positive; with the last one neutral.
+    let positive = by_label.get("positive").copied().unwrap_or(0) as usize;
+    assert!(positive <= SOURCES * PER_SOURCE, "{by_label:?}");
     eprintln!("crash rounds (seed {seed}): {log:#?}");
 }
