@@ -130,7 +130,7 @@ async fn sigkill_at_random_points_loses_nothing_and_counts_nothing_twice() {
     let lines: Vec<String> = (0..IMPORTED).map(import_line).collect();
     std::fs::write(path.join("items.jsonl"), lines.join("\n") + "\n").unwrap();
 
-    let seed = std::env::var("KIZASHI_CRASH_SEED")
+    let seed = std::env::var("CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x2545F4914F6CDD1D_u64);

@@ -4,8 +4,8 @@
 //! output.
 //!
 //! By default every target runs a fixed number of iterations from a fixed seed (part of
-//! `cargo test`, deterministic). The CI fuzz step sets `KIZASHI_FUZZ_SECS` (time per target)
-//! and `KIZASHI_FUZZ_SEED` (a new seed each run); a failing input is printed with the seed and
+//! `cargo test`, deterministic). The CI fuzz step sets `FUZZ_SECS` (time per target)
+//! and `FUZZ_SEED` (a new seed each run); a failing input is printed with the seed and
 //! iteration, and the same seed replays the same sequence.
 use crate::fixtures;
 use kizashi::crawl::{article, charset, parse_feed, SourceCtx};
@@ -21,10 +21,10 @@ struct Run {
 
 impl Run {
     fn from_env(default_iterations: usize) -> Self {
-        let secs = std::env::var("KIZASHI_FUZZ_SECS")
+        let secs = std::env::var("FUZZ_SECS")
             .ok()
             .and_then(|s| s.parse::<u64>().ok());
-        let seed = std::env::var("KIZASHI_FUZZ_SEED")
+        let seed = std::env::var("FUZZ_SEED")
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
             .unwrap_or(0x9E3779B97F4A7C15)
@@ -53,7 +53,7 @@ impl Run {
             Ok(v) => v,
             Err(p) => {
                 eprintln!(
-                    "fuzz failure: KIZASHI_FUZZ_SEED={} iteration {i}, input {input:?}",
+                    "fuzz failure: FUZZ_SEED={} iteration {i}, input {input:?}",
                     self.seed
                 );
                 std::panic::resume_unwind(p)
