@@ -601,6 +601,25 @@ impl tantivy::DocSet for BudgetedScorer {
         self.inner.seek(target)
     }
 
+    /// Batches go to the inner scorer's own (faster) implementation, with the clock checked
+    /// about as often as in `advance`.
+    fn fill_buffer(
+        &mut self,
+        buffer: &mut [tantivy::DocId; tantivy::COLLECT_BLOCK_BUFFER_LEN],
+    ) -> usize {
+        if self.stopped {
+            return 0;
+        }
+        self.steps = self.steps.wrapping_add(buffer.len() as u32);
+        if self.steps % BUDGET_CHECK_EVERY < buffer.len() as u32 && Instant::now() >= self.deadline
+        {
+            self.expired.store(true, Ordering::Relaxed);
+            self.stopped = true;
+            return 0;
+        }
+        self.inner.fill_buffer(buffer)
+    }
+
     fn doc(&self) -> tantivy::DocId {
         if self.stopped {
             tantivy::TERMINATED
@@ -1233,6 +1252,73 @@ mod tests {
             "\"不正 利用\" title:障害 -広告 OR (x OR base:\"x\"~2)"
         );
         assert_eq!(expand_query("\"unclosed", svc), "\"unclosed");
+    }
+
+    /// Past the deadline a budgeted scorer stops within a check interval, by `advance` and by
+    /// `fill_buffer`, and says it stopped early.
+    #[test]
+    fn a_budgeted_scorer_stops_at_the_deadline() {
+        use tantivy::schema::TEXT;
+        use tantivy::DocSet;
+        let mut b = Schema::builder();
+        let f = b.add_text_field("t", TEXT);
+        let index = Index::create_in_ram(b.build());
+        let mut w: IndexWriter = index.writer(15_000_000).unwrap();
+        for _ in 0..5_000 {
+            w.add_document(tantivy::doc!(f => "a")).unwrap();
+        }
+        w.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let q = TermQuery::new(Term::from_field_text(f, "a"), IndexRecordOption::Basic);
+        let weight = q
+            .weight(tantivy::query::EnableScoring::disabled_from_searcher(
+                &searcher,
+            ))
+            .unwrap();
+        let budgeted = |deadline: Instant| {
+            let expired = Arc::new(AtomicBool::new(false));
+            let scorer = BudgetedScorer {
+                inner: weight.scorer(searcher.segment_reader(0), 1.0).unwrap(),
+                deadline,
+                expired: expired.clone(),
+                steps: 0,
+                stopped: false,
+            };
+            (scorer, expired)
+        };
+        let past = Instant::now();
+        let (mut s, expired) = budgeted(past);
+        let mut n = 1;
+        while s.advance() != tantivy::TERMINATED {
+            n += 1;
+        }
+        assert_eq!(n, BUDGET_CHECK_EVERY as usize);
+        assert!(expired.load(Ordering::Relaxed));
+        assert_eq!(s.doc(), tantivy::TERMINATED);
+
+        let (mut s, expired) = budgeted(past);
+        let mut buf = [0; tantivy::COLLECT_BLOCK_BUFFER_LEN];
+        let mut filled = 0;
+        loop {
+            let k = s.fill_buffer(&mut buf);
+            filled += k;
+            if k < buf.len() {
+                break;
+            }
+        }
+        assert!(
+            filled < 5_000 && expired.load(Ordering::Relaxed),
+            "{filled}"
+        );
+
+        // With time left nothing is cut.
+        let (mut s, expired) = budgeted(Instant::now() + Duration::from_secs(3600));
+        let mut n = 1;
+        while s.advance() != tantivy::TERMINATED {
+            n += 1;
+        }
+        assert_eq!(n, 5_000);
+        assert!(!expired.load(Ordering::Relaxed));
     }
 
     #[test]
