@@ -173,8 +173,8 @@ impl RateLimits {
     }
 }
 
-/// The one middleware for limits and request metrics, innermost at the app level (inside the
-/// security headers and the access log): it times the request, answers 429 with
+/// The one middleware for limits, request metrics and the access log, inside the security
+/// headers: it times and logs the request, answers 429 with
 /// `Retry-After` once a client has used up its allowance on an API, and applies the handler
 /// timeout. One middleware rather than three keeps the status pages' per-request overhead
 /// to one boxed future.
@@ -184,6 +184,7 @@ pub async fn edge(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let start = std::time::Instant::now();
     let route = super::observe::route_label(req.request());
+    let log = super::observe::log_line(req.request(), &route);
     let class = rate_class(req.path());
     let limited = match class {
         RateClass::Unlimited => None,
@@ -195,7 +196,7 @@ pub async fn edge(
         Some(secs) => Ok(req.into_response(WebError::TooManyRequests(secs).error_response())),
         None => timeout(req, next).await,
     };
-    super::observe::record(&route, &result, start);
+    super::observe::record(&route, log, &result, start);
     result
 }
 

@@ -49,11 +49,10 @@ pub fn server(
             }))
             .app_data(limits::json_config(limits::JSON_LIMIT))
             .app_data(limits::form_config())
-            // Innermost first: metrics, rate limit and the timeout around the guard and
-            // handlers (429s get the security headers).
+            // Access log, metrics, rate limit and the timeout around the guard and handlers;
+            // 429s get the security headers.
             .wrap(actix_web::middleware::from_fn(limits::edge))
             .wrap(security_headers())
-            .wrap(access_log())
             // Status documents are public and pre-compressed: registered first, outside the
             // scope that carries the access guard and Compress.
             .configure(status_routes)
@@ -71,15 +70,6 @@ pub fn server(
     .listen(listener)?
     .run();
     Ok(server)
-}
-
-/// One line per request, except the fixed public status documents: during a rush those are
-/// most of the traffic, and a log line costs more than serving them.
-fn access_log() -> actix_web::middleware::Logger {
-    STATUS_PATHS.iter().filter(|p| !p.contains('{')).fold(
-        actix_web::middleware::Logger::new("%r %s %Dms").log_target("kizashi::http"),
-        |l, p| l.exclude(*p),
-    )
 }
 
 /// Sent on every response. The pages use no inline script or style; the TOTP QR code is a

@@ -21,10 +21,30 @@ pub(super) fn route_label(req: &actix_web::HttpRequest) -> Cow<'static, str> {
     }
 }
 
-/// Records one answered request: an error (the handler timeout) becomes its response after
-/// the middleware, with the error's status.
+/// What the access log needs of a request, taken before the request moves on; `None` for the
+/// fixed public status documents: during a rush they are most of the traffic, and a log line
+/// costs more than serving them.
+pub(super) struct LogLine {
+    method: actix_web::http::Method,
+    uri: actix_web::http::Uri,
+}
+
+pub(super) fn log_line(req: &actix_web::HttpRequest, route: &str) -> Option<LogLine> {
+    if super::STATUS_PATHS.contains(&route) && !route.contains('{') {
+        return None;
+    }
+    Some(LogLine {
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+    })
+}
+
+/// Records one answered request in the metrics and the access log (target `kizashi::http`,
+/// structured fields, so `--log-format json` gives one object per request). An error (the
+/// handler timeout) becomes its response after the middleware, with the error's status.
 pub(super) fn record(
     route: &str,
+    log: Option<LogLine>,
     result: &Result<ServiceResponse<BoxBody>, actix_web::Error>,
     start: Instant,
 ) {
@@ -32,5 +52,20 @@ pub(super) fn record(
         Ok(res) => res.status(),
         Err(e) => e.as_response_error().status_code(),
     };
-    crate::metrics::global().http_request(route, status.as_u16(), start.elapsed());
+    let took = start.elapsed();
+    crate::metrics::global().http_request(route, status.as_u16(), took);
+    if let Some(l) = log {
+        tracing::info!(
+            target: "kizashi::http",
+            method = %l.method,
+            uri = %l.uri,
+            route,
+            status = status.as_u16(),
+            ms = took.as_secs_f64() * 1000.0,
+            "{} {} {}",
+            l.method,
+            l.uri,
+            status.as_u16()
+        );
+    }
 }

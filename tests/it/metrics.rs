@@ -172,3 +172,67 @@ fn logs_are_json_lines_on_request() {
     assert!(text.contains("crawl problem"), "{text}");
     assert!(!text.lines().any(|l| l.starts_with('{')), "{text}");
 }
+
+/// The access log is a structured event per request (not for the status documents).
+#[test]
+fn the_access_log_is_structured() {
+    use std::io::{BufRead, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kizashi"))
+        .env("KIZASHI_DATA_DIR", dir.path())
+        .env("KIZASHI_BIND", "127.0.0.1:0")
+        .env("KIZASHI_LOG", "warn,kizashi::http=info")
+        .env("KIZASHI_LOG_FORMAT", "json")
+        .current_dir(dir.path())
+        .arg("serve")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    let addr = banner
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .to_string();
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    assert!(get("/api/search?q=7pay").starts_with("HTTP/1.1 200"));
+    assert!(get("/status").starts_with("HTTP/1.1 200"));
+    assert!(get("/api/search?sort=x").starts_with("HTTP/1.1 400"));
+    child.kill().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    child.wait().unwrap();
+    let http: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "kizashi::http")
+        .collect();
+    assert_eq!(http.len(), 2, "{stderr}");
+    let f = &http[0]["fields"];
+    assert_eq!(f["method"], "GET");
+    assert_eq!(f["uri"], "/api/search?q=7pay");
+    assert_eq!(f["route"], "/api/search");
+    assert_eq!(f["status"], 200);
+    assert!(f["ms"].as_f64().is_some(), "{f}");
+    assert_eq!(http[1]["fields"]["status"], 400);
+}
