@@ -58,6 +58,7 @@ impl AppState {
             }
         }
         let index = SearchIndex::open(&settings.index_dir(), analyzer, aliases)?;
+        index.set_time_budget(settings.limits.search_budget);
         let http = HttpClient::new(&settings.crawl)?;
         let settings_status = settings.status.clone();
         let settings_webhooks = settings.webhooks.clone();

@@ -21,6 +21,10 @@ pub struct Cli {
     /// Configuration file (default: ./kizashi.toml when present, else built-in defaults).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Log lines on standard error as `text` or `json` (one object per line, for log
+    /// collectors).
+    #[arg(long, global = true, value_name = "FORMAT", env = "KIZASHI_LOG_FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -175,7 +179,7 @@ enum UserCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.log_format.as_deref() == Some("json"));
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -203,13 +207,18 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs go to standard error, filtered by `KIZASHI_LOG`; JSON lines on request.
+fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KIZASHI_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tantivy=warn"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow::Result<ExitCode> {

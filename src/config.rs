@@ -51,6 +51,8 @@ struct RawSettings {
     webhooks: Vec<RawWebhook>,
     #[serde(default)]
     alerts: RawAlerts,
+    #[serde(default)]
+    limits: RawLimits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +88,55 @@ impl Default for RawAlerts {
             share_min_rise: p.share_min_rise,
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default = "default_request_timeout")]
+    request_timeout_secs: u64,
+    #[serde(default = "default_search_budget")]
+    search_budget_ms: u64,
+    #[serde(default = "default_api_per_minute")]
+    api_per_minute: u32,
+    #[serde(default = "default_api_burst")]
+    api_burst: u32,
+    #[serde(default = "default_status_api_per_minute")]
+    status_api_per_minute: u32,
+    #[serde(default = "default_status_api_burst")]
+    status_api_burst: u32,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            request_timeout_secs: default_request_timeout(),
+            search_budget_ms: default_search_budget(),
+            api_per_minute: default_api_per_minute(),
+            api_burst: default_api_burst(),
+            status_api_per_minute: default_status_api_per_minute(),
+            status_api_burst: default_status_api_burst(),
+        }
+    }
+}
+
+fn default_request_timeout() -> u64 {
+    30
+}
+fn default_search_budget() -> u64 {
+    3_000
+}
+fn default_api_per_minute() -> u32 {
+    600
+}
+fn default_api_burst() -> u32 {
+    60
+}
+fn default_status_api_per_minute() -> u32 {
+    6_000
+}
+fn default_status_api_burst() -> u32 {
+    600
 }
 
 #[derive(Debug, Deserialize)]
@@ -397,6 +448,43 @@ pub struct StatusSettings {
     pub stale_while_revalidate_secs: u32,
 }
 
+/// A per-client request rate: `per_minute` sustained, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateQuota {
+    pub per_minute: std::num::NonZeroU32,
+    pub burst: std::num::NonZeroU32,
+}
+
+/// Request limits of the web server (`[limits]`).
+#[derive(Debug, Clone)]
+pub struct LimitsSettings {
+    /// Longest a handler may take to produce its response head; then 503.
+    pub request_timeout: std::time::Duration,
+    /// Longest one search may spend in the index before it is stopped.
+    pub search_budget: std::time::Duration,
+    /// Per client address on `/api/*` except the status JSON; `None` when set to 0 (off).
+    pub api_rate: Option<RateQuota>,
+    /// Per client address on the public status JSON `/api/v2/*` (pre-rendered, so generous).
+    pub status_api_rate: Option<RateQuota>,
+}
+
+fn rate_quota(
+    section: &str,
+    per_minute: u32,
+    burst: u32,
+) -> Result<Option<RateQuota>, ConfigError> {
+    let Some(per_minute) = std::num::NonZeroU32::new(per_minute) else {
+        return Ok(None);
+    };
+    let burst = std::num::NonZeroU32::new(burst).ok_or_else(|| {
+        key_err(
+            format!("limits.{section}_burst"),
+            "must be at least 1 (set the per_minute rate to 0 to turn the limit off)",
+        )
+    })?;
+    Ok(Some(RateQuota { per_minute, burst }))
+}
+
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -410,6 +498,7 @@ pub struct Settings {
     /// Receivers of incident changes (POSTed JSON, HMAC-signed when a secret is set).
     pub webhooks: Vec<WebhookConfig>,
     pub alerts: AlertSettings,
+    pub limits: LimitsSettings,
     pub bind: SocketAddr,
     pub data_dir: PathBuf,
     pub dictionaries_dir: Option<PathBuf>,
@@ -734,10 +823,30 @@ impl Settings {
                 share_min_rise: a.share_min_rise,
             },
         };
+        let l = &raw.limits;
+        if !(1..=3600).contains(&l.request_timeout_secs) {
+            return Err(key_err(
+                "limits.request_timeout_secs",
+                "between 1 and 3600 seconds",
+            ));
+        }
+        if l.search_budget_ms < 10 || l.search_budget_ms > l.request_timeout_secs * 1000 {
+            return Err(key_err(
+                "limits.search_budget_ms",
+                "at least 10 ms and at most the request timeout",
+            ));
+        }
+        let limits = LimitsSettings {
+            request_timeout: std::time::Duration::from_secs(l.request_timeout_secs),
+            search_budget: std::time::Duration::from_millis(l.search_budget_ms),
+            api_rate: rate_quota("api", l.api_per_minute, l.api_burst)?,
+            status_api_rate: rate_quota("status_api", l.status_api_per_minute, l.status_api_burst)?,
+        };
         Ok(Self {
             status,
             webhooks,
             alerts,
+            limits,
             cookie_secure: raw.cookie_secure,
             public_dashboard: raw.public_dashboard,
             trusted_proxies,
@@ -784,6 +893,7 @@ const ENV_KEYS: &[&str] = &[
     "trusted_proxies",
     "webhooks",
     "alerts",
+    "limits",
 ];
 
 fn env_lookup(var: &str) -> Option<String> {
@@ -843,6 +953,37 @@ mod tests {
             env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
         )
         .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn limits_have_defaults_turn_off_at_zero_and_name_bad_keys() {
+        let s = Settings::defaults();
+        assert_eq!(s.limits.request_timeout.as_secs(), 30);
+        assert_eq!(s.limits.search_budget.as_millis(), 3000);
+        assert_eq!(s.limits.api_rate.unwrap().per_minute.get(), 600);
+        assert_eq!(s.limits.status_api_rate.unwrap().burst.get(), 600);
+        let s = load(
+            "[limits]\napi_per_minute = 0\n",
+            &[("KIZASHI_LIMITS__REQUEST_TIMEOUT_SECS", "5")],
+        )
+        .unwrap();
+        assert!(s.limits.api_rate.is_none());
+        assert_eq!(s.limits.request_timeout.as_secs(), 5);
+        for (file, key) in [
+            (
+                "[limits]\nrequest_timeout_secs = 0\n",
+                "limits.request_timeout_secs",
+            ),
+            (
+                "[limits]\nsearch_budget_ms = 60000\n",
+                "limits.search_budget_ms",
+            ),
+            ("[limits]\napi_burst = 0\n", "limits.api_burst"),
+            ("[limits]\nburst = 3\n", "limits"),
+        ] {
+            let e = load(file, &[]).unwrap_err();
+            assert!(e.contains(key), "{file}: {e}");
+        }
     }
 
     #[test]

@@ -137,12 +137,14 @@ pub async fn crawl_source(state: &AppState, source: &SourceRow) -> CrawlSummary 
                     }
                 }
                 Err(e) => {
+                    crate::metrics::global().stage_error(crate::metrics::Stage::Parse, 1);
                     record.status = "200".into();
                     summary.error = Some(e.to_string());
                 }
             }
         }
         Err(e) => {
+            crate::metrics::global().stage_error(crate::metrics::Stage::Fetch, 1);
             retry_after = e.retry_after();
             record.status = match &e {
                 crate::crawl::CrawlError::Status { status, .. } => status.to_string(),
@@ -381,7 +383,10 @@ pub fn spawn_indexer(
                 match state.index.catch_up(&state.store, &writer).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(changes = n, "index caught up"),
-                    Err(e) => tracing::error!(error = %e, "indexing failed; will retry"),
+                    Err(e) => {
+                        crate::metrics::global().stage_error(crate::metrics::Stage::Index, 1);
+                        tracing::error!(error = %e, "indexing failed; will retry")
+                    }
                 }
                 tokio::select! {
                     _ = state.index_notify.notified() => {}

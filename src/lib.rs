@@ -15,6 +15,7 @@ pub mod dictionaries;
 pub mod domain;
 pub mod evaluate;
 pub mod jobs;
+pub mod metrics;
 pub mod notify;
 pub mod pipeline;
 pub mod search;

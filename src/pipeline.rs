@@ -128,11 +128,16 @@ impl Pipeline {
                     Ok(item) => ready.push(item),
                     Err(e) => {
                         report.failed += 1;
+                        crate::metrics::global().stage_error(crate::metrics::Stage::Analyze, 1);
                         report.errors.push(format!("item {id}: {e}"));
                     }
                 }
             }
-            report.counts += store.rescore_items(&ready, now).await?;
+            let counts = store.rescore_items(&ready, now).await.inspect_err(|_| {
+                crate::metrics::global().stage_error(crate::metrics::Stage::Store, 1)
+            })?;
+            crate::metrics::global().items_ingested(counts.new, counts.updated);
+            report.counts += counts;
             if after >= last_id {
                 break;
             }
@@ -235,7 +240,13 @@ impl Pipeline {
                 }
             }
         }
-        report.counts += store.upsert_items(&ready, now).await?;
+        let m = crate::metrics::global();
+        m.stage_error(crate::metrics::Stage::Analyze, report.failed);
+        report.counts += store
+            .upsert_items(&ready, now)
+            .await
+            .inspect_err(|_| m.stage_error(crate::metrics::Stage::Store, 1))?;
+        m.items_ingested(report.counts.new, report.counts.updated);
         Ok(report)
     }
 }

@@ -10,8 +10,9 @@ use crate::text::{truncate_chars, Analyzer};
 use serde::{Deserialize, Serialize};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
 use tantivy::schema::{
@@ -31,11 +32,26 @@ pub enum SearchError {
     Dir(String),
     #[error("query syntax: {0}")]
     Query(String),
+    /// The query is larger than the complexity budget allows (a helpful message).
+    #[error("{0}")]
+    TooComplex(String),
+    /// The search ran past its time budget and was stopped.
+    #[error("the search took longer than its {0:?} budget")]
+    OverBudget(std::time::Duration),
+    #[error("search task failed: {0}")]
+    Task(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 pub type Result<T> = std::result::Result<T, SearchError>;
+
+mod budget;
+use budget::Budgeted;
+pub use budget::{
+    check_query_shape, DEFAULT_BUDGET, MAX_QUERY_CHARS, MAX_QUERY_DEPTH, MAX_QUERY_OPERANDS,
+    MAX_QUERY_TERMS,
+};
 
 const JA: &str = "ja";
 const JA_BASE: &str = "ja_base";
@@ -283,6 +299,8 @@ pub struct SearchIndex {
     /// Normalized service alias → slug, for synonym expansion of queries.
     aliases: Arc<std::collections::HashMap<String, String>>,
     analyzer: Arc<Analyzer>,
+    /// Time budget of one text search, in milliseconds.
+    budget_ms: Arc<AtomicU64>,
 }
 
 /// Sort order of results.
@@ -411,6 +429,35 @@ pub fn expand_query(q: &str, service_of: impl Fn(&str) -> Option<String>) -> Str
 /// Snippet length in characters; tantivy counts bytes, so it is given three per character.
 const SNIPPET_CHARS: usize = 100;
 
+/// Errors tantivy reports only when a parsed query runs (`field:*` on an unknown field or on a
+/// text field) are the query's fault: a 400, not a 500.
+fn run_error(e: tantivy::TantivyError) -> SearchError {
+    match e {
+        tantivy::TantivyError::FieldNotFound(f) => SearchError::Query(format!(
+            "unknown field {f:?}; fields are title, service, category, sentiment, kind, source, tag"
+        )),
+        tantivy::TantivyError::SchemaError(m) => SearchError::Query(m),
+        other => SearchError::Index(other),
+    }
+}
+
+/// A built query and how to tell whether its time budget ran out.
+struct Built {
+    query: Box<dyn Query>,
+    expired: Arc<AtomicBool>,
+    budget: Duration,
+}
+
+impl Built {
+    fn check(&self) -> Result<()> {
+        if self.expired.load(Ordering::Relaxed) {
+            Err(SearchError::OverBudget(self.budget))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 impl SearchIndex {
     /// Opens or creates the index in `dir`, registering the tokenizers.
     pub fn open(
@@ -460,6 +507,7 @@ impl SearchIndex {
             applied: Arc::new(AtomicI64::new(0)),
             aliases: Arc::new(aliases),
             analyzer: s_analyzer,
+            budget_ms: Arc::new(AtomicU64::new(DEFAULT_BUDGET.as_millis() as u64)),
         };
         let w = s.committed_watermark()?;
         s.applied.store(w.hwm, Ordering::SeqCst);
@@ -641,10 +689,23 @@ impl SearchIndex {
         Ok(())
     }
 
-    fn build_query(&self, req: &SearchRequest) -> Result<Box<dyn Query>> {
+    /// Sets the time budget of each text search (`limits.search_budget_ms`).
+    pub fn set_time_budget(&self, budget: Duration) {
+        self.budget_ms.store(
+            budget.as_millis().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn build_query(&self, req: &SearchRequest) -> Result<Built> {
         let f = self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        if !req.q.trim().is_empty() {
+        let budget = Duration::from_millis(self.budget_ms.load(Ordering::Relaxed));
+        // The clock starts before parsing: analysis of a long query is part of the cost.
+        let deadline = Instant::now() + budget;
+        let text_query = !req.q.trim().is_empty();
+        if text_query {
+            check_query_shape(&req.q)?;
             // Exact surface matches rank first; base forms, readings and bigrams widen recall.
             let mut parser = QueryParser::for_index(
                 &self.index,
@@ -663,6 +724,14 @@ impl SearchIndex {
             let q = parser
                 .parse_query(&expanded)
                 .map_err(|e| SearchError::Query(e.to_string()))?;
+            let mut terms = 0usize;
+            q.query_terms(&mut |_, _| terms += 1);
+            if terms > MAX_QUERY_TERMS {
+                return Err(SearchError::TooComplex(format!(
+                    "q: the query expands to {terms} index terms (at most {MAX_QUERY_TERMS}); \
+                     use fewer or shorter words"
+                )));
+            }
             clauses.push((Occur::Must, q));
         }
         for (field, value) in [
@@ -709,7 +778,7 @@ impl SearchIndex {
                 Box::new(RangeQuery::new(bound(req.from, true), bound(req.to, false))),
             ));
         }
-        Ok(match clauses.len() {
+        let query: Box<dyn Query> = match clauses.len() {
             0 => Box::new(AllQuery),
             _ => {
                 if clauses
@@ -720,55 +789,35 @@ impl SearchIndex {
                 }
                 Box::new(BooleanQuery::new(clauses))
             }
+        };
+        let expired = Arc::new(AtomicBool::new(false));
+        // Filters alone cost at most one pass over the index; a text query gets the budget.
+        let query: Box<dyn Query> = if text_query {
+            Box::new(Budgeted {
+                inner: query,
+                deadline,
+                expired: expired.clone(),
+            })
+        } else {
+            query
+        };
+        Ok(Built {
+            query,
+            expired,
+            budget,
         })
     }
 
-    /// Runs a search; the hits are filled from the database (the source of truth).
+    /// Runs a search; the hits are filled from the database (the source of truth). The index
+    /// work runs on a blocking thread, so a heavy query never holds an HTTP worker.
     pub async fn search(&self, store: &Store, req: &SearchRequest) -> Result<SearchResults> {
-        let query = self.build_query(req)?;
-        let searcher = self.reader.searcher();
-        let limit = req.limit.max(1);
-        let (total, addrs) = (|| -> Result<_> {
-            let total = searcher.search(&*query, &Count)?;
-            let addrs: Vec<tantivy::DocAddress> = match req.sort {
-                SortBy::Relevance => searcher
-                    .search(
-                        &*query,
-                        &TopDocs::with_limit(limit)
-                            .and_offset(req.offset)
-                            .order_by_score(),
-                    )?
-                    .into_iter()
-                    .map(|(_, a)| a)
-                    .collect(),
-                SortBy::Newest => searcher
-                    .search(
-                        &*query,
-                        &TopDocs::with_limit(limit)
-                            .and_offset(req.offset)
-                            .order_by_fast_field::<TvDate>("published", Order::Desc),
-                    )?
-                    .into_iter()
-                    .map(|(_, a)| a)
-                    .collect(),
-            };
-            Ok((total, addrs))
-        })()?;
-        let mut ids = Vec::with_capacity(addrs.len());
-        for a in addrs {
-            let doc: TantivyDocument = searcher.doc(a)?;
-            if let Some(id) = doc.get_first(self.fields.id).and_then(|v| v.as_u64()) {
-                ids.push(id as i64);
-            }
-        }
-        let facets = if req.with_facets {
-            Some(self.facets(&searcher, &*query)?)
-        } else {
-            None
-        };
+        let this = self.clone();
+        let owned = req.clone();
+        let (total, ids, facets, mut generator) =
+            tokio::task::spawn_blocking(move || this.search_index(&owned))
+                .await
+                .map_err(|e| SearchError::Task(e.to_string()))??;
         let items = store.items(&ids).await?;
-        let mut generator =
-            tantivy::snippet::SnippetGenerator::create(&searcher, &*query, self.fields.body)?;
         generator.set_max_num_chars(SNIPPET_CHARS * 3);
         let hits = items
             .into_iter()
@@ -807,6 +856,68 @@ impl SearchIndex {
         })
     }
 
+    /// The index part of `search`: total, ids of the requested page, facets, and the snippet
+    /// generator for the query. Fails with `OverBudget` when the time budget ran out.
+    #[allow(clippy::type_complexity)]
+    fn search_index(
+        &self,
+        req: &SearchRequest,
+    ) -> Result<(
+        usize,
+        Vec<i64>,
+        Option<std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>>,
+        tantivy::snippet::SnippetGenerator,
+    )> {
+        let built = self.build_query(req)?;
+        let query: &dyn Query = &*built.query;
+        let searcher = self.reader.searcher();
+        let limit = req.limit.max(1);
+        let (total, addrs) = (|| -> Result<_> {
+            let total = searcher.search(query, &Count).map_err(run_error)?;
+            let addrs: Vec<tantivy::DocAddress> = match req.sort {
+                SortBy::Relevance => searcher
+                    .search(
+                        query,
+                        &TopDocs::with_limit(limit)
+                            .and_offset(req.offset)
+                            .order_by_score(),
+                    )
+                    .map_err(run_error)?
+                    .into_iter()
+                    .map(|(_, a)| a)
+                    .collect(),
+                SortBy::Newest => searcher
+                    .search(
+                        query,
+                        &TopDocs::with_limit(limit)
+                            .and_offset(req.offset)
+                            .order_by_fast_field::<TvDate>("published", Order::Desc),
+                    )
+                    .map_err(run_error)?
+                    .into_iter()
+                    .map(|(_, a)| a)
+                    .collect(),
+            };
+            Ok((total, addrs))
+        })()?;
+        let mut ids = Vec::with_capacity(addrs.len());
+        for a in addrs {
+            let doc: TantivyDocument = searcher.doc(a)?;
+            if let Some(id) = doc.get_first(self.fields.id).and_then(|v| v.as_u64()) {
+                ids.push(id as i64);
+            }
+        }
+        let facets = if req.with_facets {
+            Some(self.facets(&searcher, query)?)
+        } else {
+            None
+        };
+        built.check()?;
+        let generator =
+            tantivy::snippet::SnippetGenerator::create(&searcher, query, self.fields.body)?;
+        Ok((total, ids, facets, generator))
+    }
+
     /// Counts of matching items per facet value (terms aggregations on the fast fields).
     fn facets(
         &self,
@@ -835,7 +946,7 @@ impl SearchIndex {
                 self.index.tokenizers().clone(),
             ),
         );
-        let result = searcher.search(query, &collector)?;
+        let result = searcher.search(query, &collector).map_err(run_error)?;
         let json = serde_json::to_value(&result).map_err(|e| SearchError::Query(e.to_string()))?;
         let mut out = std::collections::BTreeMap::new();
         for f in FACETS {
@@ -885,9 +996,12 @@ impl SearchIndex {
         req: &SearchRequest,
         read: impl Fn(&tantivy::SegmentReader, &[tantivy::DocId], &mut Vec<i64>) -> tantivy::Result<()>,
     ) -> Result<Vec<i64>> {
-        let query = self.build_query(req)?;
+        let built = self.build_query(req)?;
         let searcher = self.reader.searcher();
-        let docs = searcher.search(&*query, &tantivy::collector::DocSetCollector)?;
+        let docs = searcher
+            .search(&*built.query, &tantivy::collector::DocSetCollector)
+            .map_err(run_error)?;
+        built.check()?;
         let mut by_segment: std::collections::BTreeMap<u32, Vec<tantivy::DocId>> =
             Default::default();
         for a in &docs {

@@ -457,16 +457,20 @@ impl HttpClient {
         let req = build(&self.client);
         match tokio::time::timeout(self.total_timeout, self.read(req)).await {
             Ok(r) => r,
-            Err(_) => Err(CrawlError::Timeout(self.total_timeout)),
+            Err(_) => {
+                crate::metrics::global().fetch_failed();
+                Err(CrawlError::Timeout(self.total_timeout))
+            }
         }
     }
 
     async fn read(&self, req: reqwest::RequestBuilder) -> Result<Fetched, CrawlError> {
-        let mut resp = req
-            .send()
-            .await
-            .map_err(|e| CrawlError::Http(describe(&e)))?;
+        let mut resp = req.send().await.map_err(|e| {
+            crate::metrics::global().fetch_failed();
+            CrawlError::Http(describe(&e))
+        })?;
         let status = resp.status();
+        crate::metrics::global().fetch_status(status.as_u16());
         if status == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(Fetched::NotModified);
         }

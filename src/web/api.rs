@@ -17,8 +17,9 @@ pub async fn healthz(state: State) -> Result<HttpResponse, WebError> {
     })))
 }
 
-/// Prometheus text exposition: items, index lag (changes and seconds), and per-source crawl
-/// state (failures, last fetch time, last status).
+/// Prometheus text exposition: items, index lag (changes and seconds), per-source crawl state
+/// (failures, last fetch time, last status), open alerts, and the process counters of
+/// `crate::metrics` (fetches by status, items ingested, stage errors, HTTP latency).
 pub async fn metrics(state: State) -> Result<HttpResponse, WebError> {
     use std::fmt::Write;
     let now = state.clock.now().timestamp_millis();
@@ -65,9 +66,16 @@ pub async fn metrics(state: State) -> Result<HttpResponse, WebError> {
             );
         }
     }
+    crate::metrics::render_open_alerts(&mut out, open_alerts(&state).await?);
+    crate::metrics::global().render(&mut out);
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(out))
+}
+
+/// The `kizashi_open_alerts` gauge: alerts in state `open` (not yet acknowledged or resolved).
+async fn open_alerts(state: &State) -> Result<Option<u64>, WebError> {
+    Ok(Some(state.store.open_alert_count().await?.max(0) as u64))
 }
 
 /// Ready when the search index has applied every committed change.
@@ -503,9 +511,12 @@ pub async fn analyze(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "results": results })))
 }
 
-/// Crawls every source now and answers with the per-source summary.
+/// Crawls every source now and answers with the per-source summary. The crawl runs as its
+/// own task: a client that gives up, or the request timeout, does not cut it short.
 pub async fn crawl_now(state: State) -> Result<HttpResponse, WebError> {
     let state = state.into_inner();
-    let summary = crate::jobs::crawl_all(&state).await?;
+    let summary = tokio::spawn(async move { crate::jobs::crawl_all(&state).await })
+        .await
+        .map_err(|e| WebError::Internal(format!("crawl task: {e}")))??;
     Ok(HttpResponse::Ok().json(summary))
 }

@@ -86,12 +86,14 @@ fn form_path(path: &str) -> bool {
 /// The client address: the TCP peer, or, when the peer is a trusted proxy, the nearest
 /// untrusted address in X-Forwarded-For.
 pub fn client_ip(req: &HttpRequest, trusted: &[IpAddr]) -> String {
-    let peer = req.peer_addr().map(|a| a.ip());
-    let Some(peer) = peer else {
-        return "unknown".into();
-    };
+    client_addr(req, trusted).map_or_else(|| "unknown".into(), |ip| ip.to_string())
+}
+
+/// `client_ip` as an address (None without a TCP peer); the rate limiter keys on it.
+pub fn client_addr(req: &HttpRequest, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
     if !trusted.contains(&peer) {
-        return peer.to_string();
+        return Some(peer);
     }
     let forwarded = req
         .headers()
@@ -103,11 +105,11 @@ pub fn client_ip(req: &HttpRequest, trusted: &[IpAddr]) -> String {
     for hop in forwarded.iter().rev() {
         match hop.parse::<IpAddr>() {
             Ok(ip) if trusted.contains(&ip) => continue,
-            Ok(ip) => return ip.to_string(),
+            Ok(ip) => return Some(ip),
             Err(_) => break,
         }
     }
-    peer.to_string()
+    Some(peer)
 }
 
 async fn accounts_exist(state: &State) -> Result<bool, WebError> {

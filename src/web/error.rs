@@ -16,6 +16,15 @@ pub enum WebError {
     Forbidden(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// 413: the body is larger than the route accepts.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 429 with `Retry-After` (whole seconds).
+    #[error("too many requests from this address; retry in {0} s")]
+    TooManyRequests(u64),
+    /// 503: the request ran out of time (handler timeout, search budget); worth retrying.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<SearchError> for WebError {
@@ -23,6 +32,12 @@ impl From<SearchError> for WebError {
         match e {
             SearchError::Query(msg) => WebError::BadRequest(format!(
                 "cannot read the query ({msg}); quote words that contain : or other symbols"
+            )),
+            SearchError::TooComplex(msg) => WebError::BadRequest(msg),
+            SearchError::OverBudget(budget) => WebError::Unavailable(format!(
+                "the search took longer than its {} ms budget and was stopped; narrow it \
+                 (fewer OR alternatives, a date range, a service or a category)",
+                budget.as_millis()
             )),
             other => WebError::Internal(other.to_string()),
         }
@@ -76,6 +91,9 @@ impl ResponseError for WebError {
             WebError::NotFound | WebError::NotFoundWhat(_) => StatusCode::NOT_FOUND,
             WebError::Forbidden(_) => StatusCode::FORBIDDEN,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            WebError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            WebError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -88,6 +106,16 @@ impl ResponseError for WebError {
             WebError::Internal(_) => "internal error; see the server log".to_string(),
             other => other.to_string(),
         };
-        HttpResponse::build(self.status_code()).json(serde_json::json!({ "error": message }))
+        let mut resp = HttpResponse::build(self.status_code());
+        match self {
+            WebError::TooManyRequests(secs) => {
+                resp.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+            }
+            WebError::Unavailable(_) => {
+                resp.insert_header((actix_web::http::header::RETRY_AFTER, "5"));
+            }
+            _ => {}
+        }
+        resp.json(serde_json::json!({ "error": message }))
     }
 }

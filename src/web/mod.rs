@@ -10,6 +10,8 @@ mod chart;
 mod dashboard;
 pub mod error;
 mod i18n;
+pub mod limits;
+mod observe;
 mod pages;
 mod status;
 mod status_admin;
@@ -32,22 +34,27 @@ pub fn server(
     listener: TcpListener,
     state: Arc<AppState>,
 ) -> std::io::Result<actix_web::dev::Server> {
+    let limits = &state.settings.limits;
+    let rates = web::Data::new(limits::RateLimits::new(
+        limits,
+        &state.settings.trusted_proxies,
+    ));
+    let request_timeout = web::Data::new(limits::RequestTimeout(limits.request_timeout));
     let data = web::Data::from(state);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(rates.clone())
+            .app_data(request_timeout.clone())
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 WebError::BadRequest(format!("bad query string: {e}")).into()
             }))
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(8 * 1024 * 1024)
-                    .error_handler(|e, _| {
-                        WebError::BadRequest(format!("bad JSON body: {e}")).into()
-                    }),
-            )
+            .app_data(limits::json_config(limits::JSON_LIMIT))
+            .app_data(limits::form_config())
+            // Access log, metrics, rate limit and the timeout around the guard and handlers;
+            // 429s get the security headers.
+            .wrap(actix_web::middleware::from_fn(limits::edge))
             .wrap(security_headers())
-            .wrap(access_log())
             // Status documents are public and pre-compressed: registered first, outside the
             // scope that carries the access guard and Compress.
             .configure(status_routes)
@@ -67,28 +74,28 @@ pub fn server(
     Ok(server)
 }
 
-/// One line per request, except the fixed public status documents: during a rush those are
-/// most of the traffic, and a log line costs more than serving them.
-fn access_log() -> actix_web::middleware::Logger {
-    STATUS_PATHS.iter().filter(|p| !p.contains('{')).fold(
-        actix_web::middleware::Logger::new("%r %s %Dms").log_target("kizashi::http"),
-        |l, p| l.exclude(*p),
-    )
-}
-
 /// Sent on every response. The pages use no inline script or style; the TOTP QR code is a
 /// data: image.
 fn security_headers() -> actix_web::middleware::DefaultHeaders {
-    actix_web::middleware::DefaultHeaders::new()
-        .add((
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
-             object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        ))
-        .add(("X-Frame-Options", "DENY"))
-        .add(("Referrer-Policy", "same-origin"))
-        .add(("X-Content-Type-Options", "nosniff"))
+    SECURITY_HEADERS
+        .iter()
+        .fold(actix_web::middleware::DefaultHeaders::new(), |h, kv| {
+            h.add(*kv)
+        })
 }
+
+/// The security headers (lower-case names), also added to answers that bypass the
+/// middleware (a timed-out request).
+pub const SECURITY_HEADERS: [(&str, &str); 4] = [
+    (
+        "content-security-policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+         object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "same-origin"),
+    ("x-content-type-options", "nosniff"),
+];
 
 /// Paths of the public status documents; each is served from the pre-rendered set.
 pub const STATUS_PATHS: &[&str] = &[
@@ -173,7 +180,11 @@ fn viewer_routes(cfg: &mut web::ServiceConfig) {
         .route("/alerts.atom", web::get().to(alerts::atom))
         .route("/alerts/{id}", web::get().to(alerts::one_ja))
         .route("/en/alerts/{id}", web::get().to(alerts::one_en))
-        .route("/api/analyze", web::post().to(api::analyze))
+        .service(
+            web::resource("/api/analyze")
+                .app_data(limits::json_config(limits::ANALYZE_JSON_LIMIT))
+                .route(web::post().to(api::analyze)),
+        )
         .route("/api/saved-searches", web::get().to(api::saved_searches))
         .route(
             "/api/saved-searches",

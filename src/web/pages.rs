@@ -252,6 +252,10 @@ async fn search_page(
                         page.error = Some(msg);
                         status = actix_web::http::StatusCode::BAD_REQUEST;
                     }
+                    WebError::Unavailable(msg) => {
+                        page.error = Some(msg);
+                        status = actix_web::http::StatusCode::SERVICE_UNAVAILABLE;
+                    }
                     other => return Err(other),
                 },
             }

@@ -215,6 +215,13 @@ async fn alert_interfaces(run: &kizashi::demo::run::DemoRun) {
         let r = get(format!("{base}/api/alerts?{bad}")).await;
         assert_eq!(r.status(), 400, "{bad}");
     }
+    // /metrics counts the open ones.
+    let open = alerts.iter().filter(|a| a["state"] == "open").count();
+    let metrics = get(format!("{base}/metrics")).await.text().await.unwrap();
+    assert!(
+        metrics.contains(&format!("kizashi_open_alerts {open}\n")),
+        "{metrics}"
+    );
     // Acknowledge through the API; the state filter and the page follow.
     let r = c
         .post(format!("{base}/api/v1/alerts/{id}"))
