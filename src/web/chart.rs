@@ -44,35 +44,34 @@ pub struct Annotation {
     pub href: String,
 }
 
-impl BarChart {
-    /// Adds incidents as bands; `from`..`to` (ms) is the chart's time range, mapped linearly
-    /// onto the plot as the day buckets are. `incidents` are (id, name, start, end or None).
-    pub fn annotate(
-        &mut self,
-        from: i64,
-        to: i64,
-        incidents: &[(i64, String, i64, Option<i64>)],
-        prefix: &str,
-    ) {
-        if to <= from {
-            return;
-        }
-        let span = (self.plot_right - self.plot_left) / (to - from) as f64;
-        for (id, name, start, end) in incidents {
-            let s = (*start).clamp(from, to);
-            let e = end.unwrap_or(to).clamp(from, to);
-            if e <= s && !(from..to).contains(start) {
-                continue;
-            }
-            let x = self.plot_left + (s - from) as f64 * span;
-            self.annotations.push(Annotation {
-                x,
-                w: ((e - s) as f64 * span).max(2.0),
-                title: name.clone(),
-                href: format!("{prefix}/status/incidents/{id}"),
-            });
-        }
+/// Status-page incidents over a chart's time range `from`..`to` (ms), mapped linearly onto
+/// the plot's x extent: operational truth beside public perception.
+fn bands(
+    (left, right): (f64, f64),
+    from: i64,
+    to: i64,
+    incidents: &[(i64, String, i64, Option<i64>)],
+    prefix: &str,
+) -> Vec<Annotation> {
+    if to <= from {
+        return Vec::new();
     }
+    let span = (right - left) / (to - from) as f64;
+    let mut out = Vec::new();
+    for (id, name, start, end) in incidents {
+        let s = (*start).clamp(from, to);
+        let e = end.unwrap_or(to).clamp(from, to);
+        if e <= s && !(from..to).contains(start) {
+            continue;
+        }
+        out.push(Annotation {
+            x: left + (s - from) as f64 * span,
+            w: ((e - s) as f64 * span).max(2.0),
+            title: name.clone(),
+            href: format!("{prefix}/status/incidents/{id}"),
+        });
+    }
+    out
 }
 
 /// Okabe–Ito palette: distinguishable with the common colour-vision deficiencies.
@@ -449,7 +448,8 @@ impl StackedChart {
         self
     }
 
-    /// Status-page incidents as bands (see `BarChart::annotate`).
+    /// Adds status-page incidents as bands; `from`..`to` (ms) is the chart's time range and
+    /// `incidents` are (id, name, start, end or None).
     pub fn annotate(
         &mut self,
         from: i64,
@@ -457,26 +457,13 @@ impl StackedChart {
         incidents: &[(i64, String, i64, Option<i64>)],
         prefix: &str,
     ) {
-        let mut tmp = BarChart {
-            id: String::new(),
-            title: String::new(),
-            desc: String::new(),
-            width: self.width,
-            height: self.height,
-            plot_left: self.plot_left,
-            plot_right: self.plot_right,
-            plot_top: self.plot_top,
-            plot_bottom: self.plot_bottom,
-            bars: Vec::new(),
-            y_ticks: Vec::new(),
-            x_ticks: Vec::new(),
-            x_label: String::new(),
-            y_label: String::new(),
-            color: "",
-            annotations: Vec::new(),
-        };
-        tmp.annotate(from, to, incidents, prefix);
-        self.annotations = tmp.annotations;
+        self.annotations = bands(
+            (self.plot_left, self.plot_right),
+            from,
+            to,
+            incidents,
+            prefix,
+        );
     }
 }
 
