@@ -369,6 +369,66 @@ impl Store {
         Ok(true)
     }
 
+    /// Turns a source's crawling on or off; returns whether it was enabled before.
+    pub async fn set_source_enabled(&self, name: &str, enabled: bool) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let before: Option<i64> = sqlx::query("SELECT enabled FROM sources WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.get(0));
+        let before = before.ok_or_else(|| StoreError::NotFound(format!("source {name:?}")))?;
+        sqlx::query("UPDATE sources SET enabled = $2 WHERE name = $1")
+            .bind(name)
+            .bind(i64::from(enabled))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(before != 0)
+    }
+
+    /// Every service row: (slug, watched, position).
+    pub async fn services(&self) -> Result<Vec<(String, bool, i64)>> {
+        Ok(
+            sqlx::query("SELECT slug, watched, position FROM services ORDER BY position, slug")
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(|r| (r.get(0), r.get::<i64, _>(1) != 0, r.get(2)))
+                .collect(),
+        )
+    }
+
+    /// Watches or unwatches a service and sets its place on the dashboard; returns the row
+    /// before (None: the service had no row yet).
+    pub async fn set_service(
+        &self,
+        slug: &str,
+        watched: bool,
+        position: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(bool, i64)>> {
+        let mut tx = self.write_tx().await?;
+        let before = sqlx::query("SELECT watched, position FROM services WHERE slug = $1")
+            .bind(slug)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| (r.get::<i64, _>(0) != 0, r.get::<i64, _>(1)));
+        sqlx::query(
+            "INSERT INTO services (slug, watched, position, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (slug) DO UPDATE SET watched = excluded.watched,
+                 position = excluded.position",
+        )
+        .bind(slug)
+        .bind(i64::from(watched))
+        .bind(position)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(before)
+    }
+
     pub async fn watched_services(&self) -> Result<Vec<String>> {
         Ok(
             sqlx::query("SELECT slug FROM services WHERE watched = 1 ORDER BY position, slug")

@@ -51,6 +51,9 @@ pub fn required_access(method: &Method, path: &str, public_dashboard: bool) -> A
     if path.starts_with("/admin/users")
         || path.starts_with("/admin/audit")
         || path.starts_with("/admin/sources")
+        || path.starts_with("/en/admin/sources")
+        || path.starts_with("/admin/services")
+        || path.starts_with("/en/admin/services")
         || structure_write
     {
         return Access::Role(Role::Admin);
@@ -77,6 +80,7 @@ pub fn required_access(method: &Method, path: &str, public_dashboard: bool) -> A
 /// state-changing request must carry the `X-CSRF-Token` header.
 fn form_path(path: &str) -> bool {
     path.starts_with("/admin/")
+        || path.starts_with("/en/admin/")
         || path.starts_with("/account/")
         || path == "/saved-searches"
         || path.starts_with("/alerts/")
@@ -657,6 +661,14 @@ mod tests {
             (&get, "/admin/status", false, Access::Role(Role::Operator)),
             (&get, "/admin/users", false, Access::Role(Role::Admin)),
             (&get, "/admin/sources", true, Access::Role(Role::Admin)),
+            (&post, "/admin/sources/nhk", true, Access::Role(Role::Admin)),
+            (&get, "/admin/services", true, Access::Role(Role::Admin)),
+            (
+                &post,
+                "/en/admin/services/paypay",
+                true,
+                Access::Role(Role::Admin),
+            ),
             (
                 &Method::PUT,
                 "/api/v1/components/api",

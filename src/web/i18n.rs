@@ -45,6 +45,15 @@ pub struct Labels {
     pub source_next: &'static str,
     pub source_charset: &'static str,
     pub source_backoff: &'static str,
+    pub source_crawl: &'static str,
+    pub source_pause: &'static str,
+    pub source_resume: &'static str,
+    pub services_admin: &'static str,
+    pub services_admin_note: &'static str,
+    pub services_watched: &'static str,
+    pub services_position: &'static str,
+    pub services_watch: &'static str,
+    pub services_unwatch: &'static str,
 }
 
 pub const JA: Labels = Labels {
@@ -87,6 +96,15 @@ pub const JA: Labels = Labels {
     source_next: "次回取得",
     source_charset: "文字コード",
     source_backoff: "再試行待ち:",
+    source_crawl: "取得",
+    source_pause: "停止する",
+    source_resume: "再開する",
+    services_admin: "サービス",
+    services_admin_note: "監視するサービスはダッシュボードに順番どおりに並びます。別名と除外語は dictionaries/services.toml で編集します。変更は監査ログに残ります。",
+    services_watched: "監視",
+    services_position: "順番",
+    services_watch: "監視する",
+    services_unwatch: "監視しない",
 };
 
 pub const EN: Labels = Labels {
@@ -128,6 +146,15 @@ pub const EN: Labels = Labels {
     source_next: "Next run",
     source_charset: "Charset",
     source_backoff: "backing off until",
+    source_crawl: "Crawling",
+    source_pause: "Pause",
+    source_resume: "Resume",
+    services_admin: "Services",
+    services_admin_note: "Watched services appear on the dashboard in this order. Aliases and exclusions are edited in dictionaries/services.toml. Changes go to the audit log.",
+    services_watched: "Watched",
+    services_position: "Position",
+    services_watch: "watch",
+    services_unwatch: "don't watch",
 };
 
 impl Labels {

@@ -158,7 +158,22 @@ fn admin_routes(cfg: &mut web::ServiceConfig) {
             web::post().to(users_admin::end_sessions),
         )
         .route("/admin/sources", web::get().to(admin::sources_ja))
-        .route("/en/admin/sources", web::get().to(admin::sources_en));
+        .route("/en/admin/sources", web::get().to(admin::sources_en))
+        .route("/admin/sources/{name}", web::post().to(admin::source_form))
+        .route(
+            "/en/admin/sources/{name}",
+            web::post().to(admin::source_form),
+        )
+        .route("/admin/services", web::get().to(admin::services_ja))
+        .route("/en/admin/services", web::get().to(admin::services_en))
+        .route(
+            "/admin/services/{slug}",
+            web::post().to(admin::service_form),
+        )
+        .route(
+            "/en/admin/services/{slug}",
+            web::post().to(admin::service_form),
+        );
 }
 
 /// Read-only product pages and API (viewer role once accounts exist).

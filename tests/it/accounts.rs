@@ -779,3 +779,86 @@ async fn an_admin_ends_a_users_sessions_and_the_audit_log_is_append_only() {
         assert!(e.to_string().contains("append-only"), "{sql}: {e}");
     }
 }
+
+/// Admins pause sources and choose the watched services; both are audited with before and
+/// after, and take effect: a paused source is not crawled, an unwatched service leaves the
+/// dashboard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_and_service_edits_take_effect_and_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = crate::test_settings(
+        dir.path(),
+        &[("feed-a", "http://127.0.0.1:9/a.xml", "news")],
+    );
+    let app = crate::spawn_app_with(settings, Some(dir)).await;
+    let form = |path: &str, fields: &[(&str, &str)]| {
+        app.client
+            .post(format!("{}{path}", app.base))
+            .form(fields)
+            .send()
+    };
+    let r = form("/admin/sources/feed-a", &[("csrf", ""), ("crawl", "off")])
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success() || r.status().is_redirection(),
+        "{}",
+        r.status()
+    );
+    let summary = kizashi::jobs::crawl_all(&app.state).await.unwrap();
+    assert!(
+        summary.is_empty(),
+        "a paused source is not crawled: {summary:?}"
+    );
+    let (_, page) = app.get_text("/admin/sources").await;
+    assert!(page.contains(r#"value="on""#), "the page offers to resume");
+    let r = form("/admin/sources/nope", &[("csrf", ""), ("crawl", "off")])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = form("/admin/sources/feed-a", &[("csrf", ""), ("crawl", "maybe")])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    let (_, before) = app.get_text("/").await;
+    assert!(before.contains(r#"id="service-paypay""#));
+    form(
+        "/admin/services/paypay",
+        &[("csrf", ""), ("watched", "off"), ("position", "1")],
+    )
+    .await
+    .unwrap();
+    let (_, after) = app.get_text("/").await;
+    assert!(
+        !after.contains(r#"id="service-paypay""#),
+        "unwatched services leave the dashboard"
+    );
+    let r = form(
+        "/admin/services/paypay",
+        &[("csrf", ""), ("watched", "on"), ("position", "-3")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400, "a bad position changes nothing");
+    let (_, still) = app.get_text("/").await;
+    assert!(!still.contains(r#"id="service-paypay""#));
+
+    let entries = app.state.store.audit_entries(10).await.unwrap();
+    let find = |action: &str| {
+        entries
+            .iter()
+            .find(|e| e.action == action)
+            .cloned()
+            .unwrap()
+    };
+    let s = find("source_update");
+    assert_eq!(
+        (s.target.as_str(), s.before.as_deref(), s.after.as_deref()),
+        ("source feed-a", Some("enabled=true"), Some("enabled=false"))
+    );
+    let v = find("service_update");
+    assert_eq!(v.target, "service paypay");
+    assert_eq!(v.before.as_deref(), Some("watched=true position=1"));
+    assert_eq!(v.after.as_deref(), Some("watched=false position=1"));
+}
