@@ -192,8 +192,12 @@ pub async fn edge(
             .app_data::<web::Data<RateLimits>>()
             .and_then(|limits| limits.check(class, req.request()).err()),
     };
+    // The pre-rendered status documents are a lookup in memory: they cannot hang, and during a
+    // rush a timer per request is their largest cost here, so they go without one.
+    let prerendered = super::STATUS_PATHS.contains(&route.as_ref()) && !route.contains('{');
     let result = match limited {
         Some(secs) => Ok(req.into_response(WebError::TooManyRequests(secs).error_response())),
+        None if prerendered => next.call(req).await.map(|r| r.map_into_boxed_body()),
         None => timeout(req, next).await,
     };
     super::observe::record(&route, log, &result, start);
