@@ -32,15 +32,10 @@ pub async fn detect_now(state: &AppState) -> Result<Vec<i64>, StoreError> {
             Change::Opened(i) | Change::Updated(i) | Change::Resolved(i) => i,
         };
         let a = &mut alerts[i];
+        let (from, to) = example_window(a);
         let examples = state
             .store
-            .alert_examples(
-                &a.service,
-                a.category.as_deref(),
-                a.started_at,
-                a.last_hot_at + HOUR_MS,
-                EXAMPLES,
-            )
+            .alert_examples(&a.service, a.category.as_deref(), from, to, EXAMPLES)
             .await?;
         a.id = state.store.save_alert(a, &examples, now).await?;
         let event = match change {
@@ -55,6 +50,13 @@ pub async fn detect_now(state: &AppState) -> Result<Vec<i64>, StoreError> {
         announce(state, a.id, event, now).await;
     }
     Ok(opened)
+}
+
+/// Where an alert's example items come from: its first hot hours (what set it off), not the
+/// whole incident it grew into.
+pub fn example_window(a: &Alert) -> (i64, i64) {
+    let to = a.last_hot_at.min(a.started_at + 2 * HOUR_MS) + HOUR_MS;
+    (a.started_at, to)
 }
 
 /// Prefix of the series of a saved search (alert rules the team wrote as queries).
@@ -166,7 +168,11 @@ pub fn alert_json(a: &Alert, id: Option<i64>, examples: &[StoredItem]) -> Value 
         "state": a.state.as_str(),
         "examples": examples.iter().map(|i| json!({
             "id": i.id,
-            "title": i.title,
+            "title": if i.title.trim().is_empty() {
+                i.body.chars().take(80).collect::<String>()
+            } else {
+                i.title.clone()
+            },
             "url": i.url,
             "source": i.source,
             "kind": i.kind,

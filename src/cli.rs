@@ -360,12 +360,13 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             let alerts = crate::spikes::backtest(events, from, to, step_minutes * 60_000, &params);
             let mut out = Vec::with_capacity(alerts.len());
             for a in &alerts {
+                let (from, to) = crate::alerting::example_window(a);
                 let ids = store
                     .alert_examples(
                         &a.service,
                         a.category.as_deref(),
-                        a.started_at,
-                        a.last_hot_at + crate::spikes::HOUR_MS,
+                        from,
+                        to,
                         crate::alerting::EXAMPLES,
                     )
                     .await?;

@@ -312,7 +312,21 @@ fn view(v: &Value, state: &State, lang: Lang) -> AlertView {
         service: name,
         category: v["category"]
             .as_str()
-            .map(str::to_string)
+            .map(|slug| {
+                state
+                    .dicts
+                    .categories
+                    .iter()
+                    .find(|c| c.slug == slug)
+                    .map(|c| {
+                        if lang == Lang::Ja {
+                            c.name_ja.clone()
+                        } else {
+                            c.name_en.clone()
+                        }
+                    })
+                    .unwrap_or_else(|| slug.to_string())
+            })
             .unwrap_or_else(|| w.whole_service.to_string()),
         metric: if share { w.negative_share } else { w.volume },
         state: match st {

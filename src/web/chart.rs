@@ -74,9 +74,12 @@ fn bands(
     out
 }
 
-/// Okabe–Ito palette: distinguishable with the common colour-vision deficiencies.
-pub const PALETTE: [&str; 8] = [
+/// Okabe–Ito palette (then two of Paul Tol's): distinguishable with the common colour-vision
+/// deficiencies.
+pub const PALETTE: [&str; 10] = [
     "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442",
+    // two more from Paul Tol's colour-blind-safe muted scheme, for up to ten series
+    "#882255", "#44AA99",
 ];
 
 /// A tick step from 1, 2, 5 × 10^k giving at most five intervals up to `max`.

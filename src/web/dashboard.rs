@@ -445,13 +445,18 @@ async fn overview(state: State, p: DashboardParams, lang: Lang) -> Result<HttpRe
     // Share of voice: services stacked as shares of each bucket.
     let share_chart = (all > 0).then(|| {
         let s = stats.first().map(|(_, b)| starts(b)).unwrap_or_default();
-        let series: Vec<(String, &'static str)> = stats
+        // Only services with mentions in the window take a colour.
+        let present: Vec<&(String, Vec<BucketStats>)> = stats
+            .iter()
+            .filter(|(_, b)| b.iter().any(|b| b.mentions > 0))
+            .collect();
+        let series: Vec<(String, &'static str)> = present
             .iter()
             .enumerate()
             .map(|(i, (slug, _))| (service_name(&state, slug, lang), PALETTE[i % PALETTE.len()]))
             .collect();
         let values: Vec<Vec<f64>> = (0..s.len())
-            .map(|i| stats.iter().map(|(_, b)| b[i].mentions as f64).collect())
+            .map(|i| present.iter().map(|(_, b)| b[i].mentions as f64).collect())
             .collect();
         stacked(&StackSpec {
             id: "share-of-voice",
