@@ -183,14 +183,22 @@ pub fn alert_json(a: &Alert, id: Option<i64>, examples: &[StoredItem]) -> Value 
 }
 
 pub async fn alert_json_by_id(store: &Store, id: i64) -> Result<Option<Value>, StoreError> {
-    let Some(row) = store.alert(id).await? else {
-        return Ok(None);
-    };
+    match store.alert(id).await? {
+        Some(row) => Ok(Some(stored_alert_json(store, &row).await?)),
+        None => Ok(None),
+    }
+}
+
+/// A stored alert's JSON: `alert_json` with its example items read and who changed its state.
+pub async fn stored_alert_json(
+    store: &Store,
+    row: &crate::store::AlertRow,
+) -> Result<Value, StoreError> {
     let items = store.items(&row.examples).await?;
-    let mut v = alert_json(&row.alert, Some(id), &items);
+    let mut v = alert_json(&row.alert, Some(row.alert.id), &items);
     v["state_by"] = json!(row.state_by);
     v["state_at"] = json!(row.state_at.map(crate::aggregate::jst_rfc3339));
-    Ok(Some(v))
+    Ok(v)
 }
 
 /// A person changes an alert's state; announced like detection's changes.

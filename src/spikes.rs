@@ -19,7 +19,6 @@
 //!    unresolved alert of the same service whose last hot hour is within `cooldown_hours`
 //!    (a category's hour joins the same category, or upgrades an alert about the service as
 //!    a whole); alerts quiet for `resolve_after_hours` resolve themselves.
-use serde::Serialize;
 use std::collections::BTreeMap;
 
 pub const HOUR_MS: i64 = 3_600_000;
@@ -206,8 +205,7 @@ pub fn expected(counts: &[HourCount], h: usize, p: &SpikeParams) -> f64 {
     upper.max(p.floor_rate)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
     Volume,
     NegativeShare,
@@ -335,8 +333,7 @@ fn negative_share(series: &[HourCount], h: usize, p: &SpikeParams) -> Option<Hot
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlertState {
     Open,
     Acknowledged,
@@ -364,9 +361,8 @@ impl AlertState {
 }
 
 /// An alert as detection tracks it. `id` is the store's id (0 until stored).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
-    #[serde(skip)]
     pub id: i64,
     pub service: String,
     pub category: Option<String>,

@@ -183,6 +183,8 @@ pub struct FetchRecord {
 pub struct MentionEvent {
     pub item_id: i64,
     pub published: i64,
+    /// When kizashi could first see the item (first seen; publication time for imports).
+    pub visible: i64,
     pub service: String,
     pub categories: Vec<String>,
     pub negative: bool,
@@ -1000,27 +1002,6 @@ impl Store {
         Ok(map)
     }
 
-    /// Publication times (epoch ms) of items that mention `service`, in [from, to).
-    pub async fn service_mention_times(
-        &self,
-        service: &str,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<i64>> {
-        Ok(sqlx::query(
-            "SELECT i.published_at FROM items i JOIN item_services s ON s.item_id = i.id
-             WHERE s.service = $1 AND i.published_at >= $2 AND i.published_at < $3",
-        )
-        .bind(service)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|r| r.get(0))
-        .collect())
-    }
-
     /// Mentions for time series: items (optionally restricted to `ids`) that mention `service`
     /// (with the pair's sentiment), carry `category` and are of `kind`.
     pub async fn mentions(
@@ -1097,7 +1078,8 @@ impl Store {
     /// Every (item, service) mention published in [from, to), with the item's categories.
     pub async fn mention_events(&self, from: i64, to: i64) -> Result<Vec<MentionEvent>> {
         let rows = sqlx::query(
-            "SELECT i.id, i.published_at, s.service, s.label FROM items i
+            "SELECT i.id, i.published_at, s.service, s.label,
+                    COALESCE(i.visible_at, i.first_seen_at) FROM items i
              JOIN item_services s ON s.item_id = i.id
              WHERE i.published_at >= $1 AND i.published_at < $2 ORDER BY i.id",
         )
@@ -1125,34 +1107,13 @@ impl Store {
                 MentionEvent {
                     item_id,
                     published: r.get(1),
+                    visible: r.get(4),
                     service: r.get(2),
                     categories: by_item.get(&item_id).cloned().unwrap_or_default(),
                     negative: label == "negative",
                 }
             })
             .collect())
-    }
-
-    /// Earliest and latest publication time of items mentioning `service` (any service: None).
-    pub async fn mention_span(&self, service: Option<&str>) -> Result<Option<(i64, i64)>> {
-        let row = match service {
-            Some(s) => {
-                sqlx::query(
-                    "SELECT MIN(i.published_at), MAX(i.published_at) FROM items i
-                 JOIN item_services s ON s.item_id = i.id WHERE s.service = $1",
-                )
-                .bind(s)
-                .fetch_one(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query("SELECT MIN(published_at), MAX(published_at) FROM items")
-                    .fetch_one(&self.pool)
-                    .await?
-            }
-        };
-        let (a, b): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
-        Ok(a.zip(b))
     }
 
     /// (identity, url) of a source's items first seen at or after `since` (epoch ms).

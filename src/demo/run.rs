@@ -107,10 +107,8 @@ pub async fn run(opts: DemoOptions<'_>) -> anyhow::Result<DemoRun> {
         ..Default::default()
     };
     let mut alerts = Vec::new();
-    for r in state.store.alerts(&f).await?.into_iter().rev() {
-        if let Some(v) = crate::alerting::alert_json_by_id(&state.store, r.alert.id).await? {
-            alerts.push(v);
-        }
+    for r in state.store.alerts(&f).await?.iter().rev() {
+        alerts.push(crate::alerting::stored_alert_json(&state.store, r).await?);
     }
     Ok(DemoRun {
         scenario: s,

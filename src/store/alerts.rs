@@ -104,29 +104,16 @@ impl Store {
     /// Every (item, service) mention published in [from, to), with when it became visible,
     /// for replays.
     pub async fn detection_events(&self, from: i64, to: i64) -> Result<Vec<Event>> {
-        let mentions = self.mention_events(from, to).await?;
-        let visible: std::collections::HashMap<i64, (i64, i64)> = sqlx::query(
-            "SELECT id, COALESCE(visible_at, first_seen_at), published_at FROM items
-             WHERE published_at >= $1 AND published_at < $2",
-        )
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2))))
-        .collect();
-        Ok(mentions
+        Ok(self
+            .mention_events(from, to)
+            .await?
             .into_iter()
-            .filter_map(|m| {
-                let (vis, published) = *visible.get(&m.item_id)?;
-                Some(Event {
-                    published,
-                    visible: vis.max(published),
-                    service: m.service,
-                    categories: m.categories,
-                    negative: m.negative,
-                })
+            .map(|m| Event {
+                visible: m.visible.max(m.published),
+                published: m.published,
+                service: m.service,
+                categories: m.categories,
+                negative: m.negative,
             })
             .collect())
     }

@@ -70,12 +70,8 @@ async fn page_of(state: &State, f: &AlertFilter) -> Result<(Vec<Value>, Option<S
         })
         .flatten();
     let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let items = state.store.items(&r.examples).await?;
-        let mut v = crate::alerting::alert_json(&r.alert, Some(r.alert.id), &items);
-        v["state_by"] = serde_json::json!(r.state_by);
-        v["state_at"] = serde_json::json!(r.state_at.map(crate::aggregate::jst_rfc3339));
-        out.push(v);
+    for r in &rows {
+        out.push(crate::alerting::stored_alert_json(&state.store, r).await?);
     }
     Ok((out, next))
 }

@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// JSON bodies everywhere but `/api/analyze`: incidents, updates, saved searches.
 pub const JSON_LIMIT: usize = 256 * 1024;
-/// `/api/analyze` takes up to 1,000 texts and 500,000 characters in all; escaped as `\uXXXX`
-/// a character takes six bytes, so 4 MiB holds the largest valid request.
+/// `/api/analyze` takes up to 1,000 texts and 500,000 characters in all; escaped as `\u`
+/// and four hex digits, a character takes six bytes, so 4 MiB holds the largest valid request.
 pub const ANALYZE_JSON_LIMIT: usize = 4 * 1024 * 1024;
 /// HTML form posts (sign-in, admin forms with incident text).
 pub const FORM_LIMIT: usize = 256 * 1024;
