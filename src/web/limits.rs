@@ -8,6 +8,7 @@ use crate::config::{LimitsSettings, RateQuota};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, UrlencodedError};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, ResponseError};
 use governor::clock::Clock;
@@ -197,11 +198,33 @@ pub async fn edge(
     let prerendered = super::STATUS_PATHS.contains(&route.as_ref()) && !route.contains('{');
     let result = match limited {
         Some(secs) => Ok(req.into_response(WebError::TooManyRequests(secs).error_response())),
-        None if prerendered => next.call(req).await.map(|r| r.map_into_boxed_body()),
+        None if prerendered => serve_prerendered(req, next).await,
         None => timeout(req, next).await,
     };
     super::observe::record(&route, log, &result, start);
     result
+}
+
+/// A GET or HEAD of a fixed public status document is answered here, before routing: the
+/// route table (a regex per parameterized route) and the extractors cost more than the
+/// lookup itself. Anything else goes on to the router.
+async fn serve_prerendered(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let get_or_head = matches!(*req.method(), Method::GET | Method::HEAD);
+    let state = req.app_data::<web::Data<super::AppState>>().cloned();
+    match state {
+        Some(state) if get_or_head => {
+            let (http, _payload) = req.into_parts();
+            let resp = match super::status::respond(&http, &state).await {
+                Ok(resp) => resp,
+                Err(e) => e.error_response(),
+            };
+            Ok(ServiceResponse::new(http, resp))
+        }
+        _ => next.call(req).await.map(|r| r.map_into_boxed_body()),
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,15 @@ fn none_match(value: &str, etag: &str) -> bool {
 
 /// Serves any public status document by its path.
 pub async fn public(req: HttpRequest, state: State) -> Result<HttpResponse, WebError> {
+    respond(&req, &state).await
+}
+
+/// The answer for a public status document; also called by `limits::edge` before routing for
+/// the fixed paths, so the hottest pages skip the route table and the extractors.
+pub(super) async fn respond(
+    req: &HttpRequest,
+    state: &super::AppState,
+) -> Result<HttpResponse, WebError> {
     let rendered = state.status.serve(&state.store, state.clock.now()).await?;
     let page = rendered.get(req.path()).ok_or(WebError::NotFound)?;
     let enc = Encoding::negotiate(

@@ -338,6 +338,34 @@ async fn public_bytes_have_strong_etags_per_encoding_304s_and_never_a_cookie() {
         assert_eq!(with_cookie.status, 200);
         assert!(with_cookie.headers.get("set-cookie").is_none());
         assert_eq!(with_cookie.body, br.body, "same bytes for everyone");
+        assert!(with_cookie.header("content-security-policy").is_some());
+        assert_eq!(with_cookie.header("x-frame-options"), Some("DENY"));
+
+        // HEAD: the same head, no body; other methods are not served the document.
+        let head = app
+            .client
+            .head(format!("{}{path}", app.base))
+            .header("accept-encoding", "br")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), 200);
+        assert_eq!(
+            head.headers().get("etag").and_then(|v| v.to_str().ok()),
+            Some(tags[2].as_str())
+        );
+        assert!(head.bytes().await.unwrap().is_empty());
+        let post = app
+            .client
+            .post(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            post.status() == 404 || post.status() == 405,
+            "POST {path}: {}",
+            post.status()
+        );
     }
 }
 
