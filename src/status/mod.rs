@@ -12,6 +12,7 @@ pub mod render;
 
 use crate::config::StatusSettings;
 use crate::store::{Store, StoreError};
+use actix_web::http::header::HeaderValue;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -52,20 +53,25 @@ impl Encoding {
         };
         // (br, gzip, *): None = not mentioned, Some(q > 0) = allowed or refused.
         let (mut br, mut gzip, mut star) = (None, None, None);
-        for part in accept.split(',') {
-            let mut it = part.split(';');
-            let name = it.next().unwrap_or("").trim();
-            let allowed = it
-                .filter_map(|p| p.trim().strip_prefix("q="))
-                .filter_map(|v| v.trim().parse::<f32>().ok())
-                .next()
-                .is_none_or(|q| q > 0.0);
-            if name.eq_ignore_ascii_case("br") {
-                br = Some(allowed);
-            } else if name.eq_ignore_ascii_case("gzip") {
-                gzip = Some(allowed);
-            } else if name == "*" {
-                star = Some(allowed);
+        // On every status request: one pass over the bytes, parameters parsed only when present.
+        for part in accept.as_bytes().split(|&b| b == b',') {
+            let (name, params) = match part.iter().position(|&b| b == b';') {
+                Some(i) => (&part[..i], Some(&part[i + 1..])),
+                None => (part, None),
+            };
+            let allowed = params.is_none_or(|p| {
+                String::from_utf8_lossy(p)
+                    .split(';')
+                    .filter_map(|p| p.trim().strip_prefix("q="))
+                    .filter_map(|v| v.trim().parse::<f32>().ok())
+                    .next()
+                    .is_none_or(|q| q > 0.0)
+            });
+            match name.trim_ascii() {
+                n if n.eq_ignore_ascii_case(b"br") => br = Some(allowed),
+                n if n.eq_ignore_ascii_case(b"gzip") => gzip = Some(allowed),
+                b"*" => star = Some(allowed),
+                _ => {}
             }
         }
         if br.or(star).unwrap_or(false) {
@@ -79,13 +85,16 @@ impl Encoding {
 }
 
 /// One public document in every encoding.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Page {
     pub content_type: &'static str,
     identity: Bytes,
     gzip: Bytes,
     br: Bytes,
     etags: [String; 3],
+    /// The same tags and the content type as header values, so serving copies no header text.
+    etag_values: [HeaderValue; 3],
+    pub content_type_value: HeaderValue,
     hash: String,
 }
 
@@ -106,12 +115,17 @@ impl Page {
             w.write_all(&identity)?;
         }
         let tag = |suffix: &str| format!("\"{}{suffix}\"", &hash[..32]);
+        let etags = [tag(""), tag("-gz"), tag("-br")];
+        // Hex digits and quotes, and our own content types: always valid header values.
+        let value = |v: &str| HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static(""));
         Ok(Self {
             content_type,
             identity: identity.into(),
             gzip: gzip.into(),
             br: br.into(),
-            etags: [tag(""), tag("-gz"), tag("-br")],
+            etag_values: [value(&etags[0]), value(&etags[1]), value(&etags[2])],
+            content_type_value: value(content_type),
+            etags,
             hash,
         })
     }
@@ -122,6 +136,15 @@ impl Page {
             Encoding::Identity => &self.identity,
             Encoding::Gzip => &self.gzip,
             Encoding::Brotli => &self.br,
+        }
+    }
+
+    /// `etag` as a header value.
+    pub fn etag_value(&self, e: Encoding) -> &HeaderValue {
+        match e {
+            Encoding::Identity => &self.etag_values[0],
+            Encoding::Gzip => &self.etag_values[1],
+            Encoding::Brotli => &self.etag_values[2],
         }
     }
 
@@ -152,7 +175,7 @@ impl Rendered {
 /// The rendered set this node serves.
 pub struct StatusSite {
     /// `Cache-Control` of every public status response, built once.
-    pub cache_control: String,
+    pub cache_control: HeaderValue,
     current: RwLock<Arc<Rendered>>,
     rebuilding: tokio::sync::Mutex<()>,
     settings: StatusSettings,
@@ -163,10 +186,11 @@ impl StatusSite {
     /// Empty until the first `refresh`; `valid_until` of 0 makes the first request build.
     pub fn new(settings: StatusSettings, css: &str) -> Self {
         Self {
-            cache_control: format!(
+            cache_control: HeaderValue::from_str(&format!(
                 "public, max-age={}, stale-while-revalidate={}",
                 settings.max_age_secs, settings.stale_while_revalidate_secs
-            ),
+            ))
+            .unwrap_or(HeaderValue::from_static("no-cache")),
             current: RwLock::new(Arc::new(Rendered {
                 version: -1,
                 valid_until: i64::MIN,
@@ -260,14 +284,8 @@ pub fn build(
             .and_then(|p| p.pages.get(&d.path))
             .filter(|p| p.content_type == d.content_type && p.hash == Page::hash_of(&d.body));
         let page = match reused {
-            Some(p) => Page {
-                content_type: p.content_type,
-                identity: p.identity.clone(),
-                gzip: p.gzip.clone(),
-                br: p.br.clone(),
-                etags: p.etags.clone(),
-                hash: p.hash.clone(),
-            },
+            // Cloning shares the compressed bytes.
+            Some(p) => p.clone(),
             None => Page::build(d.content_type, d.body)?,
         };
         pages.insert(d.path, page);
@@ -320,6 +338,9 @@ mod tests {
             (Some("*;q=0"), Identity),
             (Some("deflate"), Identity),
             (Some("GZIP;q=0.5"), Gzip),
+            (Some(" br ; q=0 , gzip;q=0, identity"), Identity),
+            (Some("br;level=5;q=0.1,gzip"), Brotli),
+            (Some("gzip;q=0.000, *;q=1"), Brotli),
         ];
         for (accept, want) in rows {
             assert_eq!(Encoding::negotiate(accept), want, "{accept:?}");

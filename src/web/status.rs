@@ -7,7 +7,7 @@ use crate::domain::status::{ComponentStatus, Impact, IncidentStatus};
 use crate::domain::Slug;
 use crate::status::Encoding;
 use crate::store::{ComponentInput, IncidentChange, MaintenanceInput, NewIncident};
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -50,15 +50,19 @@ pub(super) async fn respond(
     } else {
         HttpResponse::Ok()
     };
-    resp.insert_header((header::ETAG, etag))
-        .insert_header((header::VARY, "Accept-Encoding"))
-        .insert_header((header::CACHE_CONTROL, state.status.cache_control.as_str()));
+    // Header values prepared with the bytes: nothing is parsed or copied per request.
+    resp.insert_header((header::ETAG, page.etag_value(enc).clone()))
+        .insert_header((header::VARY, HeaderValue::from_static("Accept-Encoding")))
+        .insert_header((header::CACHE_CONTROL, state.status.cache_control.clone()));
     if matched {
         return Ok(resp.finish());
     }
-    resp.content_type(page.content_type);
+    resp.insert_header((header::CONTENT_TYPE, page.content_type_value.clone()));
     if enc != Encoding::Identity {
-        resp.insert_header((header::CONTENT_ENCODING, enc.token()));
+        resp.insert_header((
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(enc.token()),
+        ));
     }
     Ok(resp.body(page.body(enc).clone()))
 }
