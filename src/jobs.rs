@@ -372,6 +372,7 @@ pub fn spawn_indexer(
             }
         };
         rt.block_on(async move {
+            state.index.remove_stale_generations();
             let writer = match state.index.writer() {
                 Ok(w) => std::sync::Mutex::new(w),
                 Err(e) => {

@@ -9,9 +9,9 @@ use crate::store::{Store, StoreError, StoredItem};
 use crate::text::{truncate_chars, Analyzer};
 use serde::{Deserialize, Serialize};
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
@@ -290,10 +290,36 @@ pub struct Watermark {
     pub generation: i64,
 }
 
-#[derive(Clone)]
-pub struct SearchIndex {
+/// One generation of the index: its own directory under the index root, named in `CURRENT`
+/// while it is the one served. `kizashi reindex` builds the next generation beside it.
+struct Generation {
     index: Index,
     reader: IndexReader,
+    dir: PathBuf,
+}
+
+/// How far a rebuild into a new generation has come (for `/healthz` and `/admin/status`).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct RebuildProgress {
+    /// The database's reindex generation being built.
+    pub generation: i64,
+    pub items_done: u64,
+    pub items_total: u64,
+}
+
+/// The file in the index root that names the live generation's directory.
+const CURRENT: &str = "CURRENT";
+/// Items read from the database per step of a rebuild; between steps the live generation
+/// catches up, so search stays current while a rebuild runs.
+const REBUILD_BATCH: i64 = 500;
+/// Memory budget of each index writer.
+const WRITER_BYTES: usize = 50_000_000;
+
+#[derive(Clone)]
+pub struct SearchIndex {
+    root: PathBuf,
+    live: Arc<RwLock<Arc<Generation>>>,
+    rebuilding: Arc<Mutex<Option<RebuildProgress>>>,
     fields: Fields,
     applied: Arc<AtomicI64>,
     /// Normalized service alias → slug, for synonym expansion of queries.
@@ -459,54 +485,49 @@ impl Built {
 }
 
 impl SearchIndex {
-    /// Opens or creates the index in `dir`, registering the tokenizers.
+    /// Opens the live generation under `root` (or creates an empty one, which the indexer
+    /// fills from the database), registering the tokenizers. Every command opens the index;
+    /// only the indexer writes it (see `remove_stale_generations`).
     pub fn open(
-        dir: &Path,
+        root: &Path,
         analyzer: Arc<Analyzer>,
         aliases: std::collections::HashMap<String, String>,
     ) -> Result<Self> {
-        let (schema, fields) = schema();
-        let open = |dir: &Path| -> Result<Index> {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| SearchError::Dir(format!("{}: {e}", dir.display())))?;
-            let mmap = tantivy::directory::MmapDirectory::open(dir)
-                .map_err(|e| SearchError::Dir(format!("{}: {e}", dir.display())))?;
-            Ok(Index::open_or_create(mmap, schema.clone())?)
+        let dir_err =
+            |p: &Path, e: std::io::Error| SearchError::Dir(format!("{}: {e}", p.display()));
+        std::fs::create_dir_all(root).map_err(|e| dir_err(root, e))?;
+        let named = std::fs::read_to_string(root.join(CURRENT))
+            .ok()
+            .map(|n| n.trim().to_string())
+            .filter(|n| is_generation_name(n) && root.join(n).is_dir());
+        let live = match named {
+            Some(name) => match Generation::open(&root.join(&name), &analyzer) {
+                Ok(g) => Some(g),
+                Err(SearchError::Index(e)) => {
+                    // Another schema (or a damaged directory): the database rebuilds it.
+                    tracing::warn!(error = %e, generation = %name, "index cannot be opened; rebuilding");
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+            None => None,
         };
-        let index = match open(dir) {
-            Ok(index) => index,
-            Err(SearchError::Index(e)) if e.to_string().contains("schema") => {
-                // An index built with another schema is set aside; the database rebuilds it.
-                let aside = dir.with_extension(format!("old-{}", std::process::id()));
-                tracing::warn!(error = %e, moved_to = %aside.display(), "index schema changed; rebuilding");
-                std::fs::rename(dir, &aside)
-                    .map_err(|e| SearchError::Dir(format!("{}: {e}", dir.display())))?;
-                open(dir)?
+        let live = match live {
+            Some(g) => g,
+            None => {
+                let g = Generation::open(&next_generation_dir(root)?, &analyzer)?;
+                set_current(root, &g.dir)?;
+                g
             }
-            Err(e) => return Err(e),
         };
-        let s_analyzer = analyzer.clone();
-        index
-            .tokenizers()
-            .register(JA, JaTokenizer(analyzer.clone(), Form::Surface));
-        index
-            .tokenizers()
-            .register(JA_BASE, JaTokenizer(analyzer.clone(), Form::Base));
-        index
-            .tokenizers()
-            .register(JA_READING, JaTokenizer(analyzer, Form::Reading));
-        index.tokenizers().register(BIGRAM, BigramTokenizer);
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
         let s = Self {
-            index,
-            reader,
-            fields,
+            root: root.to_path_buf(),
+            live: Arc::new(RwLock::new(Arc::new(live))),
+            rebuilding: Arc::new(Mutex::new(None)),
+            fields: schema().1,
             applied: Arc::new(AtomicI64::new(0)),
             aliases: Arc::new(aliases),
-            analyzer: s_analyzer,
+            analyzer,
             budget_ms: Arc::new(AtomicU64::new(DEFAULT_BUDGET.as_millis() as u64)),
         };
         let w = s.committed_watermark()?;
@@ -514,12 +535,31 @@ impl SearchIndex {
         Ok(s)
     }
 
+    /// Removes the directories of other generations (a rebuild that a crash interrupted, one
+    /// replaced just before a crash) and files of the layout before generations. Called by
+    /// the indexer before it takes the writer: it alone builds generations.
+    pub fn remove_stale_generations(&self) {
+        remove_other_generations(&self.root, &self.live().dir);
+    }
+
+    fn live(&self) -> Arc<Generation> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The directory of the generation being served.
+    pub fn live_dir(&self) -> PathBuf {
+        self.live().dir.clone()
+    }
+
+    /// A rebuild in progress, if any.
+    pub fn rebuild_progress(&self) -> Option<RebuildProgress> {
+        *self.rebuilding.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What the live generation has committed. An index that never committed has generation
+    /// -1, so the indexer fills it by a full rebuild rather than by replaying changes.
     pub fn committed_watermark(&self) -> Result<Watermark> {
-        let metas = self.index.load_metas()?;
-        Ok(metas
-            .payload
-            .and_then(|p| serde_json::from_str(&p).ok())
-            .unwrap_or_default())
+        watermark_of(&self.live().index)
     }
 
     /// The change sequence the searchable index reflects.
@@ -527,8 +567,10 @@ impl SearchIndex {
         self.applied.load(Ordering::SeqCst)
     }
 
+    /// A writer for the live generation (the indexer's; a switch to a new generation
+    /// replaces it in place).
     pub fn writer(&self) -> Result<IndexWriter> {
-        Ok(self.index.writer(50_000_000)?)
+        Ok(self.live().index.writer(WRITER_BYTES)?)
     }
 
     fn document(&self, item: &StoredItem) -> TantivyDocument {
@@ -603,11 +645,12 @@ impl SearchIndex {
         doc
     }
 
-    /// Applies changes after the committed watermark, or rebuilds everything when the database
-    /// asks for a new generation. Commits the documents and the new watermark together.
-    /// Returns the number of changes applied.
+    /// Applies changes after the committed watermark; when the database asks for a new
+    /// generation (`kizashi reindex`, a restore, an empty index), first builds it beside the
+    /// live one and switches to it once complete. Each commit carries its watermark.
+    /// Returns the number of changes (or items, for a rebuild) applied.
     pub async fn catch_up(&self, store: &Store, writer: &Mutex<IndexWriter>) -> Result<usize> {
-        let mut mark = self.committed_watermark()?;
+        let mark = self.committed_watermark()?;
         let generation: i64 = store
             .meta("reindex_generation")
             .await?
@@ -615,31 +658,26 @@ impl SearchIndex {
             .unwrap_or(0);
         let mut applied = 0;
         if generation != mark.generation {
-            let upto = store.last_change().await?;
-            self.with_writer(writer, |w| {
-                w.delete_all_documents()?;
-                Ok(())
-            })?;
-            let mut after = 0;
-            loop {
-                let ids = store.item_ids_after(after, 500).await?;
-                let Some(&last) = ids.last() else { break };
-                after = last;
-                let items = store.items(&ids).await?;
-                applied += items.len();
-                self.with_writer(writer, |w| {
-                    for item in &items {
-                        w.add_document(self.document(item))?;
-                    }
-                    Ok(())
-                })?;
-            }
-            mark = Watermark {
-                hwm: upto,
-                generation,
-            };
-            self.commit(writer, mark)?;
+            // An index that never committed has nothing to serve meanwhile.
+            let follow_live = mark.generation >= 0;
+            applied += self.rebuild(store, writer, generation, follow_live).await?;
         }
+        let live = self.live();
+        let mark = watermark_of(&live.index)?;
+        applied += self.follow(store, &live, writer, mark, true).await?;
+        Ok(applied)
+    }
+
+    /// Applies the changes after `mark` to `generation`, one commit per batch.
+    async fn follow(
+        &self,
+        store: &Store,
+        generation: &Generation,
+        writer: &Mutex<IndexWriter>,
+        mut mark: Watermark,
+        live: bool,
+    ) -> Result<usize> {
+        let mut applied = 0;
         loop {
             let changes = store.changes_after(mark.hwm, 1000).await?;
             let Some(&(last_seq, _)) = changes.last() else {
@@ -649,7 +687,7 @@ impl SearchIndex {
             ids.sort_unstable();
             ids.dedup();
             let items = store.items(&ids).await?;
-            self.with_writer(writer, |w| {
+            with_writer(writer, |w| {
                 // Delete then add by id: idempotent, so replaying a change is harmless, and
                 // an id with no row left (a deletion) stays deleted.
                 for id in &ids {
@@ -662,30 +700,119 @@ impl SearchIndex {
             })?;
             applied += changes.len();
             mark.hwm = last_seq;
-            self.commit(writer, mark)?;
+            self.commit(generation, writer, mark, live)?;
         }
         Ok(applied)
     }
 
-    fn with_writer<T>(
+    /// Builds `generation` in a new directory from every stored item while the live generation
+    /// keeps serving and following changes, then switches: `CURRENT` names the new directory,
+    /// searches and the indexer's writer move to it, the old directory is removed. A crash
+    /// before the switch leaves the old generation live and the next start builds again.
+    async fn rebuild(
         &self,
-        writer: &Mutex<IndexWriter>,
-        f: impl FnOnce(&mut IndexWriter) -> tantivy::Result<T>,
-    ) -> Result<T> {
-        let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(f(&mut w)?)
+        store: &Store,
+        live_writer: &Mutex<IndexWriter>,
+        generation: i64,
+        follow_live: bool,
+    ) -> Result<usize> {
+        let dir = next_generation_dir(&self.root)?;
+        let next = Generation::open(&dir, &self.analyzer)?;
+        let writer = Mutex::new(next.index.writer(WRITER_BYTES)?);
+        let upto = store.last_change().await?;
+        let total = store.item_count().await?.max(0) as u64;
+        let progress = |done: u64| {
+            *self.rebuilding.lock().unwrap_or_else(|e| e.into_inner()) = Some(RebuildProgress {
+                generation,
+                items_done: done,
+                items_total: total.max(done),
+            });
+        };
+        progress(0);
+        tracing::info!(generation, items = total, dir = %dir.display(), "rebuilding the index in a new generation");
+        let built = async {
+            let mut done = 0u64;
+            let mut after = 0;
+            loop {
+                let ids = store.item_ids_after(after, REBUILD_BATCH).await?;
+                let Some(&last) = ids.last() else { break };
+                after = last;
+                let items = store.items(&ids).await?;
+                done += items.len() as u64;
+                with_writer(&writer, |w| {
+                    for item in &items {
+                        w.add_document(self.document(item))?;
+                    }
+                    Ok(())
+                })?;
+                progress(done);
+                // Search stays current meanwhile.
+                if follow_live {
+                    let live = self.live();
+                    let mark = watermark_of(&live.index)?;
+                    self.follow(store, &live, live_writer, mark, true).await?;
+                }
+            }
+            let mark = Watermark {
+                hwm: upto,
+                generation,
+            };
+            self.commit(&next, &writer, mark, false)?;
+            // Changes made during the build, then the switch.
+            self.follow(store, &next, &writer, mark, false).await?;
+            Ok::<u64, SearchError>(done)
+        }
+        .await;
+        let done = match built {
+            Ok(done) => done,
+            Err(e) => {
+                *self.rebuilding.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                drop(writer);
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        set_current(&self.root, &dir)?;
+        let next = Arc::new(next);
+        let old = std::mem::replace(
+            &mut *self.live.write().unwrap_or_else(|e| e.into_inner()),
+            next.clone(),
+        );
+        let new_writer = writer.into_inner().unwrap_or_else(|e| e.into_inner());
+        let old_writer = std::mem::replace(
+            &mut *live_writer.lock().unwrap_or_else(|e| e.into_inner()),
+            new_writer,
+        );
+        drop(old_writer);
+        self.applied
+            .store(watermark_of(&next.index)?.hwm, Ordering::SeqCst);
+        *self.rebuilding.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        // Searches still holding the old generation keep their memory maps; the files go.
+        if let Err(e) = std::fs::remove_dir_all(&old.dir) {
+            tracing::warn!(error = %e, dir = %old.dir.display(), "old index generation not removed");
+        }
+        tracing::info!(generation, items = done, dir = %dir.display(), "switched to the new index generation");
+        Ok(done as usize)
     }
 
-    fn commit(&self, writer: &Mutex<IndexWriter>, mark: Watermark) -> Result<()> {
+    fn commit(
+        &self,
+        generation: &Generation,
+        writer: &Mutex<IndexWriter>,
+        mark: Watermark,
+        live: bool,
+    ) -> Result<()> {
         let payload = serde_json::to_string(&mark).unwrap_or_default();
-        self.with_writer(writer, |w| {
+        with_writer(writer, |w| {
             let mut prepared = w.prepare_commit()?;
             prepared.set_payload(&payload);
             prepared.commit()?;
             Ok(())
         })?;
-        self.reader.reload()?;
-        self.applied.store(mark.hwm, Ordering::SeqCst);
+        generation.reader.reload()?;
+        if live {
+            self.applied.store(mark.hwm, Ordering::SeqCst);
+        }
         Ok(())
     }
 
@@ -697,7 +824,7 @@ impl SearchIndex {
         );
     }
 
-    fn build_query(&self, req: &SearchRequest) -> Result<Built> {
+    fn build_query(&self, generation: &Generation, req: &SearchRequest) -> Result<Built> {
         let f = self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let budget = Duration::from_millis(self.budget_ms.load(Ordering::Relaxed));
@@ -708,7 +835,7 @@ impl SearchIndex {
             check_query_shape(&req.q)?;
             // Exact surface matches rank first; base forms, readings and bigrams widen recall.
             let mut parser = QueryParser::for_index(
-                &self.index,
+                &generation.index,
                 vec![f.title, f.body, f.base, f.reading, f.grams],
             );
             parser.set_conjunction_by_default();
@@ -868,9 +995,10 @@ impl SearchIndex {
         Option<std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>>,
         tantivy::snippet::SnippetGenerator,
     )> {
-        let built = self.build_query(req)?;
+        let generation = self.live();
+        let built = self.build_query(&generation, req)?;
         let query: &dyn Query = &*built.query;
-        let searcher = self.reader.searcher();
+        let searcher = generation.reader.searcher();
         let limit = req.limit.max(1);
         let (total, addrs) = (|| -> Result<_> {
             let total = searcher.search(query, &Count).map_err(run_error)?;
@@ -943,7 +1071,7 @@ impl SearchIndex {
             aggs,
             AggContextParams::new(
                 AggregationLimitsGuard::default(),
-                self.index.tokenizers().clone(),
+                searcher.index().tokenizers().clone(),
             ),
         );
         let result = searcher.search(query, &collector).map_err(run_error)?;
@@ -996,8 +1124,9 @@ impl SearchIndex {
         req: &SearchRequest,
         read: impl Fn(&tantivy::SegmentReader, &[tantivy::DocId], &mut Vec<i64>) -> tantivy::Result<()>,
     ) -> Result<Vec<i64>> {
-        let built = self.build_query(req)?;
-        let searcher = self.reader.searcher();
+        let generation = self.live();
+        let built = self.build_query(&generation, req)?;
+        let searcher = generation.reader.searcher();
         let docs = searcher
             .search(&*built.query, &tantivy::collector::DocSetCollector)
             .map_err(run_error)?;
@@ -1012,6 +1141,123 @@ impl SearchIndex {
             read(searcher.segment_reader(seg_ord), &ids, &mut out)?;
         }
         Ok(out)
+    }
+}
+
+impl Generation {
+    /// Opens or creates the index in `dir` with the one schema and the tokenizers by role.
+    fn open(dir: &Path, analyzer: &Arc<Analyzer>) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| SearchError::Dir(format!("{}: {e}", dir.display())))?;
+        let mmap = tantivy::directory::MmapDirectory::open(dir)
+            .map_err(|e| SearchError::Dir(format!("{}: {e}", dir.display())))?;
+        let index = Index::open_or_create(mmap, schema().0)?;
+        let t = index.tokenizers();
+        t.register(JA, JaTokenizer(analyzer.clone(), Form::Surface));
+        t.register(JA_BASE, JaTokenizer(analyzer.clone(), Form::Base));
+        t.register(JA_READING, JaTokenizer(analyzer.clone(), Form::Reading));
+        t.register(BIGRAM, BigramTokenizer);
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(Self {
+            index,
+            reader,
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+fn watermark_of(index: &Index) -> Result<Watermark> {
+    let metas = index.load_metas()?;
+    Ok(metas
+        .payload
+        .and_then(|p| serde_json::from_str(&p).ok())
+        .unwrap_or(Watermark {
+            hwm: 0,
+            generation: -1,
+        }))
+}
+
+fn with_writer<T>(
+    writer: &Mutex<IndexWriter>,
+    f: impl FnOnce(&mut IndexWriter) -> tantivy::Result<T>,
+) -> Result<T> {
+    let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(f(&mut w)?)
+}
+
+/// Generation directories are `g` and a number: `g1`, `g2`, …
+fn is_generation_name(name: &str) -> bool {
+    name.strip_prefix('g')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn generation_dirs(root: &Path) -> Vec<(u64, PathBuf)> {
+    std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let n = name.strip_prefix('g')?.parse().ok()?;
+            is_generation_name(&name).then(|| (n, e.path()))
+        })
+        .collect()
+}
+
+/// A new, empty directory for the next generation (a leftover of that name is cleared).
+fn next_generation_dir(root: &Path) -> Result<PathBuf> {
+    let n = generation_dirs(root)
+        .iter()
+        .map(|(n, _)| *n)
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let dir = root.join(format!("g{n}"));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| SearchError::Dir(format!("{}: {e}", dir.display())))?;
+    }
+    Ok(dir)
+}
+
+/// Names `dir` in `CURRENT`, atomically (written beside it, synced, renamed over it).
+fn set_current(root: &Path, dir: &Path) -> Result<()> {
+    use std::io::Write;
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| SearchError::Dir(format!("{}: not a generation", dir.display())))?;
+    let io = |e: std::io::Error| SearchError::Dir(format!("{}: {e}", root.display()));
+    let tmp = root.join(format!("{CURRENT}.tmp"));
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(name.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, root.join(CURRENT)).map_err(io)?;
+    if let Ok(d) = std::fs::File::open(root) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Removes every generation directory but `keep`, and the files of the layout before
+/// generations (an index directly in the root), which the database rebuilds.
+fn remove_other_generations(root: &Path, keep: &Path) {
+    for (_, dir) in generation_dirs(root) {
+        if dir != keep {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(error = %e, dir = %dir.display(), "stale index generation not removed");
+            }
+        }
+    }
+    for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let name = e.file_name();
+        let legacy = name != CURRENT && e.file_type().is_ok_and(|t| t.is_file());
+        if legacy {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 

@@ -13,7 +13,13 @@ pub async fn healthz(state: State) -> Result<HttpResponse, WebError> {
     let applied = state.index.applied_seq();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "status": "ok",
-        "index": { "applied_seq": applied, "db_seq": last, "lag": (last - applied).max(0) },
+        "index": {
+            "applied_seq": applied,
+            "db_seq": last,
+            "lag": (last - applied).max(0),
+            // A reindex in progress: `{generation, items_done, items_total}`, else null.
+            "rebuild": state.index.rebuild_progress(),
+        },
     })))
 }
 

@@ -224,3 +224,112 @@ async fn saved_searches_are_shared_and_become_dashboard_panels() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// `kizashi reindex` builds a new generation beside the live one: search answers in full all
+/// along, follows new items meanwhile, and moves to the new directory when it is complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_answers_in_full_while_a_new_generation_is_built() {
+    const N: usize = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(test_settings(dir.path(), &[]), Some(dir)).await;
+    let raw = |i: usize, body: String| RawItem {
+        source: "reindex".into(),
+        guid: Some(format!("r{i}")),
+        url: format!("https://example.jp/r{i}"),
+        title: String::new(),
+        body,
+        published_at: Some(crate::test_now() - chrono::Duration::minutes(i as i64 + 1)),
+        author: Some(format!("user{}", i % 50)),
+        kind: ItemKind::Social,
+        bookmarks: None,
+        tags: Vec::new(),
+    };
+    let raws: Vec<RawItem> = (0..N)
+        .map(|i| {
+            let word = if i % 4 == 0 { "障害" } else { "還元" };
+            raw(i, format!("決済アプリ{i}番で{word}のお知らせ"))
+        })
+        .collect();
+    let store = &app.state.store;
+    app.state
+        .pipeline
+        .ingest(store, raws, crate::test_now())
+        .await
+        .unwrap();
+    app.state.index_notify.notify_one();
+    app.wait_indexed().await;
+    let total = |body: &serde_json::Value| body["total"].as_u64().unwrap_or(u64::MAX);
+    let (_, before) = app
+        .get_json(&format!("/api/search?q={}", enc("障害")))
+        .await;
+    assert_eq!(total(&before), (N / 4) as u64);
+    let old_dir = app.state.index.live_dir();
+    assert!(old_dir.is_dir());
+
+    store.set_meta("reindex_generation", "1").await.unwrap();
+    app.state.index_notify.notify_one();
+    let (mut during, mut polls, mut added) = (0, 0, false);
+    for _ in 0..3000 {
+        let (code, body) = app
+            .get_json(&format!("/api/search?q={}&per_page=5", enc("障害")))
+            .await;
+        assert_eq!(code, 200, "{body}");
+        polls += 1;
+        let (_, health) = app.get_json("/healthz").await;
+        let rebuilding = !health["index"]["rebuild"].is_null();
+        if rebuilding {
+            during += 1;
+            // Every item, old or new, is found while the next generation is being built.
+            let want = (N / 4) as u64 + u64::from(added);
+            assert!(
+                total(&body) >= (N / 4) as u64 && total(&body) <= want,
+                "{body}"
+            );
+            if !added {
+                app.state
+                    .pipeline
+                    .ingest(
+                        store,
+                        vec![raw(N, "停電で障害が発生".into())],
+                        crate::test_now(),
+                    )
+                    .await
+                    .unwrap();
+                app.state.index_notify.notify_one();
+                added = true;
+            }
+        } else if app.state.index.committed_watermark().unwrap().generation == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        app.state.index.committed_watermark().unwrap().generation,
+        1,
+        "switched"
+    );
+    assert!(
+        during > 0,
+        "no search ran during the rebuild ({polls} polls)"
+    );
+    let new_dir = app.state.index.live_dir();
+    assert_ne!(new_dir, old_dir);
+    assert!(!old_dir.exists(), "the old generation is removed");
+    assert_eq!(
+        std::fs::read_to_string(new_dir.parent().unwrap().join("CURRENT")).unwrap(),
+        new_dir.file_name().unwrap().to_str().unwrap()
+    );
+    app.wait_indexed().await;
+    let (_, after) = app
+        .get_json(&format!("/api/search?q={}", enc("障害")))
+        .await;
+    assert_eq!(
+        total(&after),
+        (N / 4 + 1) as u64,
+        "the item added meanwhile is in"
+    );
+    let (_, ok) = app
+        .get_json(&format!("/api/search?q={}", enc("停電")))
+        .await;
+    assert_eq!(total(&ok), 1);
+}
