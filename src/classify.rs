@@ -11,7 +11,7 @@ use crate::text::{Analyzer, TextError, Token};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Bump when lexicons, aliases or rules change meaning, so stored items can be rescored.
-pub const ANALYSIS_VERSION: i64 = 2;
+pub const ANALYSIS_VERSION: i64 = 3;
 
 struct ServiceMatcher {
     slug: String,
@@ -299,6 +299,9 @@ const POSITIVE_MARKS: &[&str] = &[
     "(*^^*)",
     "(≧▽≦)",
     "ヽ(^o^)ノ",
+    "(^ω^)",
+    "(*´ω`*)",
+    "(^▽^)",
 ];
 const NEGATIVE_MARKS: &[&str] = &[
     "😡",
@@ -328,6 +331,36 @@ const NEGATIVE_MARKS: &[&str] = &[
 const BEFORE_CONTRAST: f64 = 0.35;
 /// Weight of polar words inside a question that is not rhetorical.
 const IN_QUESTION: f64 = 0.3;
+/// Verbs and nouns of occurring or being found: a harm word they negate did not happen.
+const OCCURRENCE: &[&str] = &[
+    "出る",
+    "起きる",
+    "起こる",
+    "発生",
+    "見つかる",
+    "確認",
+    "報告",
+    "生じる",
+    "及ぶ",
+];
+/// Score of a word of degree run past its limit (「長すぎ」「待たされすぎ」) with no
+/// evaluative word of its own.
+const TOO_MUCH: f64 = -0.4;
+/// Stems whose excess is praise (「安すぎ」「可愛すぎ」), not a complaint.
+const GOOD_EXCESS: &[&str] = &[
+    "安",
+    "可愛",
+    "かわい",
+    "美味",
+    "うま",
+    "面白",
+    "楽し",
+    "嬉し",
+    "優し",
+    "良",
+    "尊",
+    "強",
+];
 /// Score of a negated verb in a sentence without evaluative words.
 const VERB_NEGATION: f64 = -0.35;
 /// Extra weight of a sentence's last polar word when there are several.
@@ -359,6 +392,9 @@ const LOSS_VERBS: &[&str] = &[
     "終了",
     "廃止",
     "撤回",
+    "引き下げる",
+    "引き下げ",
+    "縮小",
 ];
 /// Rhetorical markers strong enough without a question mark.
 const STRONG_RHETORICAL: &[&str] = &["どの口", "正気", "何回目", "ふざけ"];
@@ -587,16 +623,17 @@ impl Classifier {
                 if !t.pos.starts_with("動詞,自立")
                     || matches!(
                         t.base.as_str(),
-                        "ある" | "いる" | "する" | "なる" | "知る" | "わかる" | "分かる"
+                        "ある" | "いる" | "する" | "なる" | "知る" | "わかる" | "分かる" | "問う"
                     )
                 {
                     continue;
                 }
+                // 「〜ず(に)」 joins clauses ("without"), it does not complain.
                 let negated = s.tokens[i + 1..]
                     .iter()
                     .take(3)
                     .take_while(|n| is_glue(n) || is_negator(n))
-                    .any(|n| is_negator(n));
+                    .any(|n| is_negator(n) && n.base != "ず");
                 if negated {
                     hits.push(PolarHit {
                         token: i,
@@ -605,6 +642,25 @@ impl Classifier {
                     });
                     break;
                 }
+            }
+        }
+        // 「長すぎ」「待たされすぎ」: too much of something neutral is a complaint.
+        for (i, t) in s.tokens.iter().enumerate().skip(1) {
+            if !(t.base == "すぎる" || t.text == "すぎ") || hits.iter().any(|h| h.token + 1 == i)
+            {
+                continue;
+            }
+            let prev = s.tokens[i - 1];
+            // IPADIC splits 「長すぎ」 into a one-kanji suffix noun and すぎ.
+            let stem = prev.pos.starts_with("名詞,接尾") && prev.text.chars().count() == 1;
+            let praise = GOOD_EXCESS.contains(&prev.text.as_str());
+            if (prev.pos.starts_with("形容詞") || prev.pos.starts_with("動詞") || stem) && !praise
+            {
+                hits.push(PolarHit {
+                    token: i,
+                    score: TOO_MUCH,
+                    evidence: format!("{}{}", prev.text, t.text),
+                });
             }
         }
         for mark in POSITIVE_MARKS {
@@ -623,6 +679,13 @@ impl Classifier {
                     score: -0.5,
                     evidence: mark.to_string(),
                 });
+            }
+        }
+        // 「さすがだね（棒）」: the stick marks praise read flatly, that is, sarcasm.
+        if s.raw.contains("(棒)") || s.raw.contains("（棒）") {
+            for h in hits.iter_mut().filter(|h| h.score > 0.0) {
+                h.score = -h.score;
+                h.evidence.push_str("+(棒)");
             }
         }
         hits.sort_by_key(|h| h.token);
@@ -674,9 +737,11 @@ impl Classifier {
         let after = &ahead[..ahead.len().min(4)];
         // The negation must govern this word: only glue may stand between them. 「〜しかない」
         // ("nothing but") is not a negation.
+        // A harm that did not happen is good news: 「被害は出なかった」「事故の報告はない」.
+        let occurs = |t: &Token| score < 0.0 && OCCURRENCE.contains(&t.base.as_str());
         let governed: Vec<&&Token> = after
             .iter()
-            .take_while(|t| is_glue(t) || is_negator(t))
+            .take_while(|t| is_glue(t) || is_negator(t) || occurs(t))
             .collect();
         let exclusive = governed.iter().any(|t| t.text == "しか");
         let negated = !exclusive && governed.iter().any(|t| is_negator(t));
@@ -937,7 +1002,7 @@ mod tests {
     use super::*;
     use std::sync::OnceLock;
 
-    fn setup() -> &'static (Analyzer, Classifier) {
+    pub(super) fn setup() -> &'static (Analyzer, Classifier) {
         static S: OnceLock<(Analyzer, Classifier)> = OnceLock::new();
         S.get_or_init(|| {
             let d = Dictionaries::builtin();
@@ -947,7 +1012,7 @@ mod tests {
         })
     }
 
-    fn analyze(text: &str) -> Analysis {
+    pub(super) fn analyze(text: &str) -> Analysis {
         let (a, c) = setup();
         let tokens = a.tokenize(text).unwrap();
         c.classify(&[(text, &tokens)])
@@ -1056,6 +1121,12 @@ mod tests {
             ("便利。でも不正利用が怖い。", Negative), // sentence-initial でも
             ("便利だ、しかし怖い", Negative),         // conjunction after a comma
             ("まじめに対応してくれて安心", Positive), // まじめ is not マジ
+            ("対応が早くて素晴らしいですね（棒）", Negative), // sarcasm marker
+            ("地震による被害は出なかった", Positive), // a harm that did not happen
+            ("トラブルの報告はないという", Positive),
+            ("会議が長すぎ", Negative), // too much of a neutral word
+            ("年齢を問わず参加できる", Neutral), // 〜ず joins, not a complaint
+            ("還元率を引き下げると発表", Negative), // a benefit reduced
         ];
         for (text, want) in rows {
             let a = analyze(text);

@@ -38,7 +38,7 @@ fn labeled_set_scores_and_evidence_overlap() {
         let s = score(&pairs);
         assert!(s.n > 200, "{split}: {s:?}");
         assert!(s.macro_f1 >= 0.75, "{split} 3-class macro-F1 {s:?}");
-        assert!(s.posneg_macro_f1 >= 0.8, "{split} pos/neg macro-F1 {s:?}");
+        assert!(s.posneg_macro_f1 >= 0.85, "{split} pos/neg macro-F1 {s:?}");
         assert!(
             overlap as f64 >= 0.85 * gold as f64,
             "{split}: evidence overlaps gold spans in {overlap} of {gold}"
