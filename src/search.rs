@@ -786,11 +786,11 @@ impl SearchIndex {
         drop(old_writer);
         self.applied
             .store(watermark_of(&next.index)?.hwm, Ordering::SeqCst);
-        *self.rebuilding.lock().unwrap_or_else(|e| e.into_inner()) = None;
         // Searches still holding the old generation keep their memory maps; the files go.
         if let Err(e) = std::fs::remove_dir_all(&old.dir) {
             tracing::warn!(error = %e, dir = %old.dir.display(), "old index generation not removed");
         }
+        *self.rebuilding.lock().unwrap_or_else(|e| e.into_inner()) = None;
         tracing::info!(generation, items = done, dir = %dir.display(), "switched to the new index generation");
         Ok(done as usize)
     }
@@ -1000,34 +1000,43 @@ impl SearchIndex {
         let query: &dyn Query = &*built.query;
         let searcher = generation.reader.searcher();
         let limit = req.limit.max(1);
-        let (total, addrs) = (|| -> Result<_> {
-            let total = searcher.search(query, &Count).map_err(run_error)?;
-            let addrs: Vec<tantivy::DocAddress> = match req.sort {
-                SortBy::Relevance => searcher
+        // One pass over the matches: the count, the page and the facet counts are collected
+        // together (a phrase query checks positions once, not three times).
+        let agg = if req.with_facets {
+            Some(self.facet_collector(&searcher)?)
+        } else {
+            None
+        };
+        let top = TopDocs::with_limit(limit).and_offset(req.offset);
+        let (total, addrs, aggs) = match req.sort {
+            SortBy::Relevance => {
+                let (n, page, aggs) = searcher
+                    .search(query, &(Count, top.order_by_score(), agg))
+                    .map_err(run_error)?;
+                (
+                    n,
+                    page.into_iter().map(|(_, a)| a).collect::<Vec<_>>(),
+                    aggs,
+                )
+            }
+            SortBy::Newest => {
+                let (n, page, aggs) = searcher
                     .search(
                         query,
-                        &TopDocs::with_limit(limit)
-                            .and_offset(req.offset)
-                            .order_by_score(),
+                        &(
+                            Count,
+                            top.order_by_fast_field::<TvDate>("published", Order::Desc),
+                            agg,
+                        ),
                     )
-                    .map_err(run_error)?
-                    .into_iter()
-                    .map(|(_, a)| a)
-                    .collect(),
-                SortBy::Newest => searcher
-                    .search(
-                        query,
-                        &TopDocs::with_limit(limit)
-                            .and_offset(req.offset)
-                            .order_by_fast_field::<TvDate>("published", Order::Desc),
-                    )
-                    .map_err(run_error)?
-                    .into_iter()
-                    .map(|(_, a)| a)
-                    .collect(),
-            };
-            Ok((total, addrs))
-        })()?;
+                    .map_err(run_error)?;
+                (
+                    n,
+                    page.into_iter().map(|(_, a)| a).collect::<Vec<_>>(),
+                    aggs,
+                )
+            }
+        };
         let mut ids = Vec::with_capacity(addrs.len());
         for a in addrs {
             let doc: TantivyDocument = searcher.doc(a)?;
@@ -1035,23 +1044,18 @@ impl SearchIndex {
                 ids.push(id as i64);
             }
         }
-        let facets = if req.with_facets {
-            Some(self.facets(&searcher, query)?)
-        } else {
-            None
-        };
+        let facets = aggs.map(|a| facet_counts(&a)).transpose()?;
         built.check()?;
         let generator =
             tantivy::snippet::SnippetGenerator::create(&searcher, query, self.fields.body)?;
         Ok((total, ids, facets, generator))
     }
 
-    /// Counts of matching items per facet value (terms aggregations on the fast fields).
-    fn facets(
+    /// Counts of matching items per facet value: terms aggregations on the fast fields.
+    fn facet_collector(
         &self,
         searcher: &tantivy::Searcher,
-        query: &dyn Query,
-    ) -> Result<std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>> {
+    ) -> Result<tantivy::aggregation::AggregationCollector> {
         use tantivy::aggregation::{
             AggContextParams, AggregationCollector, AggregationLimitsGuard,
         };
@@ -1067,26 +1071,13 @@ impl SearchIndex {
         let aggs: tantivy::aggregation::agg_req::Aggregations =
             serde_json::from_value(serde_json::Value::Object(request))
                 .map_err(|e| SearchError::Query(format!("facet request: {e}")))?;
-        let collector = AggregationCollector::from_aggs(
+        Ok(AggregationCollector::from_aggs(
             aggs,
             AggContextParams::new(
                 AggregationLimitsGuard::default(),
                 searcher.index().tokenizers().clone(),
             ),
-        );
-        let result = searcher.search(query, &collector).map_err(run_error)?;
-        let json = serde_json::to_value(&result).map_err(|e| SearchError::Query(e.to_string()))?;
-        let mut out = std::collections::BTreeMap::new();
-        for f in FACETS {
-            let mut counts = std::collections::BTreeMap::new();
-            for b in json[f]["buckets"].as_array().into_iter().flatten() {
-                if let (Some(k), Some(n)) = (b["key"].as_str(), b["doc_count"].as_u64()) {
-                    counts.insert(k.to_string(), n);
-                }
-            }
-            out.insert(f.to_string(), counts);
-        }
-        Ok(out)
+        ))
     }
 
     /// Ids of every item matching the request.
@@ -1142,6 +1133,26 @@ impl SearchIndex {
         }
         Ok(out)
     }
+}
+
+/// Facet name → value → count, from the facet aggregations' results.
+type FacetCounts = std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>;
+
+fn facet_counts(
+    result: &tantivy::aggregation::agg_result::AggregationResults,
+) -> Result<FacetCounts> {
+    let json = serde_json::to_value(result).map_err(|e| SearchError::Query(e.to_string()))?;
+    let mut out = std::collections::BTreeMap::new();
+    for f in FACETS {
+        let mut counts = std::collections::BTreeMap::new();
+        for b in json[f]["buckets"].as_array().into_iter().flatten() {
+            if let (Some(k), Some(n)) = (b["key"].as_str(), b["doc_count"].as_u64()) {
+                counts.insert(k.to_string(), n);
+            }
+        }
+        out.insert(f.to_string(), counts);
+    }
+    Ok(out)
 }
 
 impl Generation {
