@@ -45,7 +45,7 @@ impl AppState {
     /// every command. The search index is opened too, but only `serve` writes it.
     pub async fn open(settings: Settings, clock: SharedClock) -> anyhow::Result<Arc<Self>> {
         let dicts = load_dictionaries(&settings)?;
-        let store = Store::open(&settings.data_dir)
+        let store = Store::open_settings(&settings)
             .await
             .with_context(|| format!("opening the database in {}", settings.data_dir.display()))?;
         store.seed_once(&settings, clock.now()).await?;

@@ -352,7 +352,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             params.min_count = min_count.unwrap_or(params.min_count);
             params.max_p = max_p.unwrap_or(params.max_p);
             params.cooldown_hours = cooldown_hours.unwrap_or(params.cooldown_hours);
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             // The baseline needs the weeks before the replay.
             let start = crate::spikes::floor_hour(from)
                 - params.history_hours() as i64 * crate::spikes::HOUR_MS;
@@ -429,7 +429,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             Ok(ExitCode::SUCCESS)
         }
         Command::Backup { file } => {
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             store.backup(&file).await?;
             println!(
                 "{}",
@@ -438,8 +438,8 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore { file } => {
-            crate::store::Store::restore(&settings.data_dir, &file, clock.now()).await?;
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            crate::store::Store::restore(&settings.database, &file, clock.now()).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             println!(
                 "{}",
                 serde_json::json!({ "restored": file.display().to_string(), "items": store.item_count().await?, "reindex": "at the next start of kizashi serve" })
@@ -447,7 +447,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             Ok(ExitCode::SUCCESS)
         }
         Command::Sources { json } => {
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             store.seed_once(&settings, clock.now()).await?;
             let rows = crate::jobs::source_statuses(&store, clock.now()).await?;
             if json {
@@ -497,7 +497,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
                 eprintln!("error: give at least one of --url, --source, --from, --to");
                 return Ok(ExitCode::from(2));
             }
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             let n = store.delete_items(&filter, clock.now()).await?;
             println!("{}", serde_json::json!({ "deleted": n }));
             Ok(ExitCode::SUCCESS)
@@ -528,7 +528,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
         }
         Command::User(UserCommand::Add { name, role }) => {
             let role = crate::auth::Role::parse(&role).map_err(anyhow::Error::msg)?;
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             let token = crate::auth::create_user(&store, &name, role, clock.now()).await?;
             crate::auth::audit(
                 &store,
@@ -556,7 +556,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             Ok(ExitCode::SUCCESS)
         }
         Command::User(UserCommand::Reset { name }) => {
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             let token = crate::auth::reset_user(&store, &name, clock.now()).await?;
             crate::auth::audit(
                 &store,
@@ -578,7 +578,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             Ok(ExitCode::SUCCESS)
         }
         Command::User(UserCommand::Unlock { name }) => {
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             store
                 .unlock_user(&name, clock.now().timestamp_millis())
                 .await?;
@@ -587,7 +587,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
         }
         Command::Token(TokenCommand::Add { name, user, scope }) => {
             let scope = crate::auth::TokenScope::parse(&scope).map_err(anyhow::Error::msg)?;
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             let token = crate::auth::create_token(&store, &name, &user, scope, clock.now()).await?;
             println!("{token}");
             eprintln!(
@@ -597,7 +597,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             Ok(ExitCode::SUCCESS)
         }
         Command::Token(TokenCommand::Revoke { name }) => {
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             store
                 .revoke_api_token(&name, clock.now().timestamp_millis())
                 .await?;
@@ -605,7 +605,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             Ok(ExitCode::SUCCESS)
         }
         Command::ExportStatus { dir } => {
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             let site =
                 crate::status::StatusSite::new(settings.status.clone(), crate::web::css_name());
             let rendered = site.refresh(&store, clock.now(), true).await?;
@@ -622,7 +622,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             Ok(ExitCode::SUCCESS)
         }
         Command::Reindex => {
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             let current: i64 = store
                 .meta("reindex_generation")
                 .await?
