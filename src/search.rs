@@ -5,7 +5,7 @@
 //! text), so each item is segmented once; queries go through the same analyzer, registered as
 //! the `ja` tokenizer. A second field of character bigrams with real positions catches words
 //! the dictionary segments differently.
-use crate::store::{Store, StoreError, StoredItem};
+use crate::store::{ChangeFollower, Store, StoreError, StoredItem};
 use crate::text::{truncate_chars, Analyzer};
 use serde::{Deserialize, Serialize};
 use std::ops::Bound;
@@ -605,8 +605,14 @@ impl SearchIndex {
 
     /// Applies changes after the committed watermark, or rebuilds everything when the database
     /// asks for a new generation. Commits the documents and the new watermark together.
-    /// Returns the number of changes applied.
-    pub async fn catch_up(&self, store: &Store, writer: &Mutex<IndexWriter>) -> Result<usize> {
+    /// Returns the number of changes applied. `follower` carries, between calls, the sequence
+    /// numbers still awaited (PostgreSQL commits them out of order; see `ChangeFollower`).
+    pub async fn catch_up(
+        &self,
+        store: &Store,
+        writer: &Mutex<IndexWriter>,
+        follower: &mut Option<ChangeFollower>,
+    ) -> Result<usize> {
         let mut mark = self.committed_watermark()?;
         let generation: i64 = store
             .meta("reindex_generation")
@@ -640,11 +646,16 @@ impl SearchIndex {
             };
             self.commit(writer, mark)?;
         }
+        // A follower ahead of the committed mark lost a failed batch: start again from the mark.
+        let follower = match follower {
+            Some(f) if f.hwm() == mark.hwm => f,
+            _ => follower.insert(ChangeFollower::new(mark.hwm, store.dialect())),
+        };
         loop {
-            let changes = store.changes_after(mark.hwm, 1000).await?;
-            let Some(&(last_seq, _)) = changes.last() else {
+            let changes = follower.next(store, 1000).await?;
+            if changes.is_empty() {
                 break;
-            };
+            }
             let mut ids: Vec<i64> = changes.iter().map(|(_, id)| *id).collect();
             ids.sort_unstable();
             ids.dedup();
@@ -661,7 +672,7 @@ impl SearchIndex {
                 Ok(())
             })?;
             applied += changes.len();
-            mark.hwm = last_seq;
+            mark.hwm = follower.hwm();
             self.commit(writer, mark)?;
         }
         Ok(applied)

@@ -443,10 +443,13 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("INSERT INTO meta (key, value) VALUES ('seeded_at', $1)")
-            .bind(now.to_rfc3339())
-            .execute(&mut *tx)
-            .await?;
+        // Nodes starting together on one PostgreSQL database: the first seeds, the rest agree.
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('seeded_at', $1) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(now.to_rfc3339())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -992,6 +995,20 @@ impl Store {
         )
     }
 
+    /// Changes with `from < seq <= to`, oldest first: (seq, item id).
+    pub async fn changes_between(&self, from: i64, to: i64) -> Result<Vec<(i64, i64)>> {
+        Ok(sqlx::query(
+            "SELECT seq, item_id FROM changes WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+    }
+
     /// Item ids in ascending order after `after_id`, for a full rebuild.
     pub async fn item_ids_after(&self, after_id: i64, limit: i64) -> Result<Vec<i64>> {
         Ok(
@@ -1258,6 +1275,79 @@ impl Store {
             .fetch_one(&self.pool)
             .await?
             .get(0))
+    }
+}
+
+/// How long a reader of the change sequence waits for a skipped sequence number to appear.
+/// On PostgreSQL numbers are taken when a transaction inserts and become visible when it
+/// commits, so a slow transaction can commit seq 7 after a quicker one committed seq 8; a
+/// number still missing after this long was rolled back (sequences never give one back).
+pub const LATE_COMMIT_WAIT: Duration = Duration::from_secs(60);
+/// On PostgreSQL, a reader that starts from a stored mark (after a restart) rechecks this
+/// many numbers below it: holes it was waiting for when it stopped are not remembered.
+pub const RESTART_RESCAN: i64 = 1_000;
+/// At most this many holes are waited for; a larger gap is a rolled-back bulk write.
+const MAX_HOLES: usize = 100_000;
+
+/// Follows the change sequence from a high-water mark (the search indexer of each node).
+/// SQLite has one writer and AUTOINCREMENT, so numbers appear in order and without holes and
+/// this is `changes_after(hwm)`. On PostgreSQL every number skipped over is remembered as a
+/// hole and looked up again on each read until it appears or `LATE_COMMIT_WAIT` passes;
+/// applying a change twice is harmless (the index deletes then adds by id).
+#[derive(Debug)]
+pub struct ChangeFollower {
+    hwm: i64,
+    holes: std::collections::BTreeMap<i64, std::time::Instant>,
+}
+
+impl ChangeFollower {
+    pub fn new(hwm: i64, dialect: Dialect) -> Self {
+        let mut holes = std::collections::BTreeMap::new();
+        if dialect == Dialect::Postgres && hwm > 0 {
+            let now = std::time::Instant::now();
+            for seq in (hwm - RESTART_RESCAN).max(1)..=hwm {
+                holes.insert(seq, now);
+            }
+        }
+        Self { hwm, holes }
+    }
+
+    /// The highest sequence number seen.
+    pub fn hwm(&self) -> i64 {
+        self.hwm
+    }
+
+    /// Sequence numbers below the mark still waited for.
+    pub fn holes(&self) -> usize {
+        self.holes.len()
+    }
+
+    /// The next changes to apply, oldest first: late arrivals in the holes, then up to
+    /// `limit` after the mark. Empty when there is nothing new.
+    pub async fn next(&mut self, store: &Store, limit: i64) -> Result<Vec<(i64, i64)>> {
+        let now = std::time::Instant::now();
+        self.holes
+            .retain(|_, since| now.duration_since(*since) < LATE_COMMIT_WAIT);
+        let mut out = Vec::new();
+        if let Some(&first) = self.holes.keys().next() {
+            for (seq, id) in store.changes_between(first - 1, self.hwm).await? {
+                if self.holes.remove(&seq).is_some() {
+                    out.push((seq, id));
+                }
+            }
+        }
+        let fresh = store.changes_after(self.hwm, limit).await?;
+        for &(seq, id) in &fresh {
+            for missing in self.hwm + 1..seq {
+                if self.holes.len() >= MAX_HOLES {
+                    break;
+                }
+                self.holes.insert(missing, now);
+            }
+            self.hwm = seq;
+            out.push((seq, id));
+        }
+        Ok(out)
     }
 }
 
