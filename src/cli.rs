@@ -32,7 +32,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the web server, the crawl scheduler and the indexer.
-    Serve,
+    Serve {
+        /// What this node does: `all` (one node), or on a shared PostgreSQL database any
+        /// number of `web` nodes (pages, API, own index) and one `worker` (crawling,
+        /// alerts, webhooks; HTTP for /healthz, /readyz and /metrics only).
+        #[arg(long, value_enum, default_value = "all", env = "KIZASHI_ROLE")]
+        role: crate::app::Role,
+    },
     /// Fetch every source once, store new items and print a summary.
     Crawl {
         /// Crawl once and exit (the only mode; scheduling is `serve`'s job).
@@ -223,13 +229,21 @@ fn init_logging(json: bool) {
 
 async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve => {
-            let app = Application::build(settings.clone(), clock).await?;
+        Command::Serve { role } => {
+            if role != crate::app::Role::All && !settings.database.is_postgres() {
+                tracing::warn!(
+                    ?role,
+                    "a single-role node on SQLite: the other role's node must share its data \
+                     directory on this machine; use database_url = \"postgres://…\" for several"
+                );
+            }
+            let app = Application::build_as(settings.clone(), clock, role).await?;
             let bind = settings.bind;
             println!(
-                "kizashi listening on http://{}:{}/ (data in {})",
+                "kizashi listening on http://{}:{}/ (role {}, data in {})",
                 bind.ip(),
                 app.port(),
+                format!("{role:?}").to_lowercase(),
                 settings.data_dir.display()
             );
             app.run_until_stopped().await?;

@@ -573,9 +573,11 @@ impl Settings {
             let Some(rest) = name.strip_prefix("KIZASHI_") else {
                 continue;
             };
-            // KIZASHI_TEST_* configure the test suite (KIZASHI_TEST_POSTGRES_URL), not the app.
+            // KIZASHI_CONFIG and KIZASHI_ROLE are command-line flags; KIZASHI_TEST_* configure the
+            // test suite (KIZASHI_TEST_POSTGRES_URL), not the app.
             if rest.is_empty()
                 || rest == "CONFIG"
+                || rest == "ROLE"
                 || rest.starts_with("LOG")
                 || rest.starts_with("TEST_")
             {

@@ -6,7 +6,7 @@ use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 async fn app() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
@@ -19,16 +19,16 @@ async fn app_on(db: crate::TestDb) -> TestApp {
 }
 
 /// A browser without a cookie store: cookies are kept by hand so tests can see them.
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     app: &'a TestApp,
     client: reqwest::Client,
-    cookies: BTreeMap<String, String>,
+    pub(crate) cookies: BTreeMap<String, String>,
 }
 
-struct Resp {
-    status: u16,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
     headers: HeaderMap,
-    text: String,
+    pub(crate) text: String,
 }
 
 impl Resp {
@@ -56,7 +56,7 @@ fn between<'a>(s: &'a str, start: &str, end: &str) -> &'a str {
 }
 
 impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
         Self {
             app,
             client: reqwest::Client::builder()
@@ -102,7 +102,7 @@ impl<'a> Browser<'a> {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Resp {
+    pub(crate) async fn get(&mut self, path: &str) -> Resp {
         let r = self.client.get(format!("{}{path}", self.app.base));
         self.send(r).await
     }
@@ -126,7 +126,7 @@ impl<'a> Browser<'a> {
         self.send(r).await
     }
 
-    async fn login(&mut self, name: &str, password: &str, code: &str) -> Resp {
+    pub(crate) async fn login(&mut self, name: &str, password: &str, code: &str) -> Resp {
         let page = self.get("/login").await;
         assert_eq!(page.status, 200);
         let csrf = hidden_csrf(&page.text);
@@ -154,7 +154,7 @@ fn now_secs(app: &TestApp) -> i64 {
     app.clock_now().timestamp()
 }
 
-trait ClockNow {
+pub(crate) trait ClockNow {
     fn clock_now(&self) -> chrono::DateTime<chrono::Utc>;
     fn advance(&self, secs: i64);
 }
@@ -172,7 +172,7 @@ impl ClockNow for TestApp {
 
 /// Creates a user and completes setup through the web pages; returns (TOTP secret, recovery
 /// codes). Viewers have no TOTP.
-async fn enrol(app: &TestApp, name: &str, role: Role) -> (Option<String>, Vec<String>) {
+pub(crate) async fn enrol(app: &TestApp, name: &str, role: Role) -> (Option<String>, Vec<String>) {
     let token = auth::create_user(&app.state.store, name, role, app.clock_now())
         .await
         .unwrap();
@@ -222,7 +222,7 @@ async fn enrol(app: &TestApp, name: &str, role: Role) -> (Option<String>, Vec<St
 }
 
 /// A fresh TOTP code: the clock moves on one 30-second step first.
-fn next_code(app: &TestApp, secret: &str) -> String {
+pub(crate) fn next_code(app: &TestApp, secret: &str) -> String {
     app.advance(30);
     auth::totp_code(secret, now_secs(app)).unwrap()
 }

@@ -4,6 +4,7 @@ mod alerts;
 mod analysis;
 mod browser;
 mod cli;
+mod cluster;
 mod corpus;
 mod crash;
 mod crawler;
@@ -78,8 +79,17 @@ pub async fn spawn_app_on(settings: Settings, dir: tempfile::TempDir, db: TestDb
 }
 
 pub async fn spawn_app_with(settings: Settings, dir: Option<tempfile::TempDir>) -> TestApp {
+    spawn_app_as(settings, dir, kizashi::app::Role::All).await
+}
+
+/// The app in one role (`serve --role`).
+pub async fn spawn_app_as(
+    settings: Settings,
+    dir: Option<tempfile::TempDir>,
+    role: kizashi::app::Role,
+) -> TestApp {
     let clock = ManualClock::new(test_now());
-    let app = Application::build(settings, Arc::new(clock.clone()))
+    let app = Application::build_as(settings, Arc::new(clock.clone()), role)
         .await
         .expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
