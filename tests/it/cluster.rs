@@ -42,8 +42,9 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_web_nodes_and_one_worker_share_postgresql() {
     let Some(db) = fresh_postgres("cluster").await else {
-        eprintln!(
-            "two_web_nodes_and_one_worker_share_postgresql: skipped: set KIZASHI_TEST_POSTGRES_URL"
+        crate::skipped(
+            "two_web_nodes_and_one_worker_share_postgresql",
+            "(PostgreSQL only)",
         );
         return;
     };

@@ -206,9 +206,18 @@ pub async fn engines(test: &str) -> Vec<TestDb> {
     let mut out = vec![TestDb::sqlite()];
     match fresh_postgres(test).await {
         Some(db) => out.push(db),
-        None => eprintln!("{test}: PostgreSQL skipped: set KIZASHI_TEST_POSTGRES_URL"),
+        None => skipped(test, "its PostgreSQL run"),
     }
     out
+}
+
+/// Says that `what` of `test` did not run for want of `KIZASHI_TEST_POSTGRES_URL`. Written to
+/// the process's stderr directly: the test harness captures `eprintln!` of passing tests.
+pub fn skipped(test: &str, what: &str) {
+    use std::io::Write;
+    // One write, so lines of tests running side by side do not interleave.
+    let line = format!("{test}: skipped {what}: set KIZASHI_TEST_POSTGRES_URL\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 struct PgDropGuard {

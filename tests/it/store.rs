@@ -213,8 +213,9 @@ async fn postgres_schema(url: &str) -> Schema {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_engines_migrate_to_the_same_schema() {
     let Some(pg) = fresh_postgres("schema").await else {
-        eprintln!(
-            "both_engines_migrate_to_the_same_schema: skipped: set KIZASHI_TEST_POSTGRES_URL"
+        crate::skipped(
+            "both_engines_migrate_to_the_same_schema",
+            "(PostgreSQL only)",
         );
         return;
     };
@@ -388,7 +389,10 @@ async fn the_store_contract_holds_on_every_engine() {
 async fn a_change_committed_out_of_order_is_still_followed() {
     use kizashi::store::{ChangeFollower, Dialect};
     let Some(pg) = fresh_postgres("late_commit").await else {
-        eprintln!("a_change_committed_out_of_order_is_still_followed: skipped: set KIZASHI_TEST_POSTGRES_URL");
+        crate::skipped(
+            "a_change_committed_out_of_order_is_still_followed",
+            "(PostgreSQL only)",
+        );
         return;
     };
     let store = Store::connect(pg.database.as_ref().unwrap()).await.unwrap();
