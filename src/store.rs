@@ -211,6 +211,9 @@ pub enum Dialect {
     Postgres,
 }
 
+/// The PostgreSQL advisory lock key that `write_tx` holds ("kizashi" in ASCII, truncated).
+const WRITE_LOCK: i64 = 0x006b_697a_6173_6869;
+
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
@@ -295,14 +298,25 @@ impl Store {
         self.dialect
     }
 
-    /// A write transaction. SQLite takes the write lock up front (BEGIN IMMEDIATE), so two
-    /// writers wait for each other (busy timeout) instead of failing on a lock upgrade.
-    /// PostgreSQL locks rows as statements reach them (READ COMMITTED); the once-only rules
-    /// are single conditional statements, which hold there too.
+    /// A write transaction, one at a time on either engine. SQLite takes the write lock up
+    /// front (BEGIN IMMEDIATE), so two writers wait for each other (busy timeout) instead of
+    /// failing on a lock upgrade. PostgreSQL takes one transaction-scoped advisory lock,
+    /// so these transactions read what the previous one committed, as on SQLite: two
+    /// crawls storing the same syndicated story put it in one near-duplicate group, and two
+    /// nodes seeding at once do not collide. (Single statements outside `write_tx`, such as
+    /// the once-only TOTP and recovery-code updates, are conditional and hold on their own.)
     async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(match self.dialect {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Dialect::Postgres => self.pool.begin().await?,
+            Dialect::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                // (The function returns void, which the Any driver cannot read: select 1.)
+                sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
+                    .bind(WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
         })
     }
 

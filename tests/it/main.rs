@@ -74,7 +74,9 @@ pub fn test_settings_with(
 /// The app on `db` (its settings applied), keeping the database for the app's lifetime.
 pub async fn spawn_app_on(settings: Settings, dir: tempfile::TempDir, db: TestDb) -> TestApp {
     let mut app = spawn_app_with(db.apply(settings), Some(dir)).await;
-    app._db = Some(db);
+    if db.database.is_some() {
+        app._db = Some(db);
+    }
     app
 }
 
@@ -88,6 +90,20 @@ pub async fn spawn_app_as(
     dir: Option<tempfile::TempDir>,
     role: kizashi::app::Role,
 ) -> TestApp {
+    // KIZASHI_TEST_EVERY_APP_ON_POSTGRES=1 moves every in-process app still on its default
+    // SQLite file onto a fresh PostgreSQL database (a wider, slower sweep of the queries;
+    // tests that open the SQLite file themselves then fail by design).
+    let mut settings = settings;
+    let mut db = None;
+    if std::env::var_os("KIZASHI_TEST_EVERY_APP_ON_POSTGRES").is_some()
+        && settings.database
+            == kizashi::config::Database::Sqlite(settings.data_dir.join("kizashi.sqlite"))
+    {
+        if let Some(pg) = fresh_postgres("every_app").await {
+            settings = pg.apply(settings);
+            db = Some(pg);
+        }
+    }
     let clock = ManualClock::new(test_now());
     let app = Application::build_as(settings, Arc::new(clock.clone()), role)
         .await
@@ -101,7 +117,7 @@ pub async fn spawn_app_as(
         state,
         clock,
         _dir: dir,
-        _db: None,
+        _db: db,
     }
 }
 
