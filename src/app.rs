@@ -1,5 +1,6 @@
 //! app: wiring. `Application::build` opens the store and index, binds the listener (port 0 in
-//! tests) and exposes the port; `run_until_stopped` also starts the scheduler and indexer.
+//! tests) and exposes the port; `run_until_stopped` also starts the scheduler and indexer —
+//! the parts the node's `Role` runs.
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::crawl::HttpClient;
@@ -13,9 +14,38 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
+/// What a `serve` process does. Nodes sharing one PostgreSQL database: any number of `web`
+/// nodes and one `worker` (a single node is `all`, the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Role {
+    /// Everything below in one process.
+    #[default]
+    All,
+    /// HTTP (pages, API, status documents) with its own search index following the change
+    /// sequence and the status poller; never crawls, detects or sends webhooks.
+    Web,
+    /// Crawling, retention, alert detection and webhook delivery, with its own index (saved
+    /// searches are alert rules); HTTP only for /healthz, /readyz and /metrics.
+    Worker,
+}
+
+impl Role {
+    /// Runs the scheduled work that must happen once per deployment.
+    pub fn runs_jobs(self) -> bool {
+        self != Role::Web
+    }
+
+    /// Serves the pages and API.
+    pub fn serves_web(self) -> bool {
+        self != Role::Worker
+    }
+}
+
 /// Everything a request handler or job needs.
 pub struct AppState {
     pub settings: Settings,
+    /// What this process does (`serve --role`); commands other than serve are `All`.
+    pub role: Role,
     pub store: Store,
     pub pipeline: Pipeline,
     pub index: SearchIndex,
@@ -44,10 +74,24 @@ impl AppState {
     /// Opens the database (seeding it on first start) and the analysis machinery; used by
     /// every command. The search index is opened too, but only `serve` writes it.
     pub async fn open(settings: Settings, clock: SharedClock) -> anyhow::Result<Arc<Self>> {
+        Self::open_as(settings, clock, Role::All).await
+    }
+
+    pub async fn open_as(
+        settings: Settings,
+        clock: SharedClock,
+        role: Role,
+    ) -> anyhow::Result<Arc<Self>> {
         let dicts = load_dictionaries(&settings)?;
-        let store = Store::open(&settings.data_dir)
-            .await
-            .with_context(|| format!("opening the database in {}", settings.data_dir.display()))?;
+        let store =
+            Store::open_settings(&settings)
+                .await
+                .with_context(|| match &settings.database {
+                    crate::config::Database::Sqlite(path) => {
+                        format!("opening the database {}", path.display())
+                    }
+                    crate::config::Database::Postgres(url) => format!("opening the database {url}"),
+                })?;
         store.seed_once(&settings, clock.now()).await?;
         let pipeline = Pipeline::new(&dicts)?;
         let analyzer = pipeline.analyzer();
@@ -64,6 +108,7 @@ impl AppState {
         let settings_webhooks = settings.webhooks.clone();
         Ok(Arc::new(Self {
             settings,
+            role,
             store,
             pipeline,
             index,
@@ -86,11 +131,24 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
+        Self::build_as(settings, clock, Role::All).await
+    }
+
+    /// Like `build`, for one role: a worker's listener answers health and metrics only.
+    pub async fn build_as(
+        settings: Settings,
+        clock: SharedClock,
+        role: Role,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let port = listener.local_addr()?.port();
-        let state = AppState::open(settings, clock).await?;
-        let server = crate::web::server(listener, state.clone())?;
+        let state = AppState::open_as(settings, clock, role).await?;
+        let server = if role.serves_web() {
+            crate::web::server(listener, state.clone())?
+        } else {
+            crate::web::health_server(listener, state.clone())?
+        };
         Ok(Self {
             port,
             server,
@@ -109,18 +167,36 @@ impl Application {
     /// Serves until the server stops (Ctrl-C or the handle), with the indexer and scheduler.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let stop = Arc::new(AtomicBool::new(false));
+        let role = self.state.role;
         let indexer = crate::jobs::spawn_indexer(self.state.clone(), stop.clone());
-        let mut scheduler = crate::jobs::start_scheduler(self.state.clone()).await?;
-        let status_poller = crate::jobs::spawn_status_poller(self.state.clone(), stop.clone());
-        let webhooks = crate::jobs::spawn_webhook_worker(self.state.clone(), stop.clone());
-        let detector = crate::jobs::spawn_alert_detector(self.state.clone(), stop.clone());
+        let mut tasks = Vec::new();
+        if role.serves_web() {
+            tasks.push(crate::jobs::spawn_status_poller(
+                self.state.clone(),
+                stop.clone(),
+            ));
+        }
+        let mut scheduler = None;
+        if role.runs_jobs() {
+            scheduler = Some(crate::jobs::start_scheduler(self.state.clone()).await?);
+            tasks.push(crate::jobs::spawn_webhook_worker(
+                self.state.clone(),
+                stop.clone(),
+            ));
+            tasks.push(crate::jobs::spawn_alert_detector(
+                self.state.clone(),
+                stop.clone(),
+            ));
+        }
         let result = self.server.await;
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         self.state.index_notify.notify_one();
-        let _ = scheduler.shutdown().await;
-        status_poller.abort();
-        webhooks.abort();
-        detector.abort();
+        if let Some(mut scheduler) = scheduler {
+            let _ = scheduler.shutdown().await;
+        }
+        for task in tasks {
+            task.abort();
+        }
         let _ = tokio::task::spawn_blocking(move || indexer.join()).await;
         self.state.store.close().await;
         Ok(result?)

@@ -32,7 +32,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the web server, the crawl scheduler and the indexer.
-    Serve,
+    Serve {
+        /// What this node does: `all` (one node), or on a shared PostgreSQL database any
+        /// number of `web` nodes (pages, API, own index) and one `worker` (crawling,
+        /// alerts, webhooks; HTTP for /healthz, /readyz and /metrics only).
+        #[arg(long, value_enum, default_value = "all", env = "KIZASHI_ROLE")]
+        role: crate::app::Role,
+    },
     /// Fetch every source once, store new items and print a summary.
     Crawl {
         /// Crawl once and exit (the only mode; scheduling is `serve`'s job).
@@ -223,13 +229,21 @@ fn init_logging(json: bool) {
 
 async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve => {
-            let app = Application::build(settings.clone(), clock).await?;
+        Command::Serve { role } => {
+            if role != crate::app::Role::All && !settings.database.is_postgres() {
+                tracing::warn!(
+                    ?role,
+                    "a single-role node on SQLite: the other role's node must share its data \
+                     directory on this machine; use database_url = \"postgres://…\" for several"
+                );
+            }
+            let app = Application::build_as(settings.clone(), clock, role).await?;
             let bind = settings.bind;
             println!(
-                "kizashi listening on http://{}:{}/ (data in {})",
+                "kizashi listening on http://{}:{}/ (role {}, data in {})",
                 bind.ip(),
                 app.port(),
+                format!("{role:?}").to_lowercase(),
                 settings.data_dir.display()
             );
             app.run_until_stopped().await?;
@@ -352,7 +366,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             params.min_count = min_count.unwrap_or(params.min_count);
             params.max_p = max_p.unwrap_or(params.max_p);
             params.cooldown_hours = cooldown_hours.unwrap_or(params.cooldown_hours);
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             // The baseline needs the weeks before the replay.
             let start = crate::spikes::floor_hour(from)
                 - params.history_hours() as i64 * crate::spikes::HOUR_MS;
@@ -429,7 +443,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             Ok(ExitCode::SUCCESS)
         }
         Command::Backup { file } => {
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             store.backup(&file).await?;
             println!(
                 "{}",
@@ -438,8 +452,8 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore { file } => {
-            crate::store::Store::restore(&settings.data_dir, &file, clock.now()).await?;
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            crate::store::Store::restore(&settings.database, &file, clock.now()).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             println!(
                 "{}",
                 serde_json::json!({ "restored": file.display().to_string(), "items": store.item_count().await?, "reindex": "at the next start of kizashi serve" })
@@ -447,7 +461,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             Ok(ExitCode::SUCCESS)
         }
         Command::Sources { json } => {
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             store.seed_once(&settings, clock.now()).await?;
             let rows = crate::jobs::source_statuses(&store, clock.now()).await?;
             if json {
@@ -497,7 +511,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
                 eprintln!("error: give at least one of --url, --source, --from, --to");
                 return Ok(ExitCode::from(2));
             }
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             let n = store.delete_items(&filter, clock.now()).await?;
             println!("{}", serde_json::json!({ "deleted": n }));
             Ok(ExitCode::SUCCESS)
@@ -528,7 +542,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
         }
         Command::User(UserCommand::Add { name, role }) => {
             let role = crate::auth::Role::parse(&role).map_err(anyhow::Error::msg)?;
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             let token = crate::auth::create_user(&store, &name, role, clock.now()).await?;
             crate::auth::audit(
                 &store,
@@ -556,7 +570,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             Ok(ExitCode::SUCCESS)
         }
         Command::User(UserCommand::Reset { name }) => {
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             let token = crate::auth::reset_user(&store, &name, clock.now()).await?;
             crate::auth::audit(
                 &store,
@@ -578,7 +592,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             Ok(ExitCode::SUCCESS)
         }
         Command::User(UserCommand::Unlock { name }) => {
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             store
                 .unlock_user(&name, clock.now().timestamp_millis())
                 .await?;
@@ -587,7 +601,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
         }
         Command::Token(TokenCommand::Add { name, user, scope }) => {
             let scope = crate::auth::TokenScope::parse(&scope).map_err(anyhow::Error::msg)?;
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             let token = crate::auth::create_token(&store, &name, &user, scope, clock.now()).await?;
             println!("{token}");
             eprintln!(
@@ -597,7 +611,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             Ok(ExitCode::SUCCESS)
         }
         Command::Token(TokenCommand::Revoke { name }) => {
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             store
                 .revoke_api_token(&name, clock.now().timestamp_millis())
                 .await?;
@@ -605,7 +619,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             Ok(ExitCode::SUCCESS)
         }
         Command::ExportStatus { dir } => {
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             let site =
                 crate::status::StatusSite::new(settings.status.clone(), crate::web::css_name());
             let rendered = site.refresh(&store, clock.now(), true).await?;
@@ -622,7 +636,7 @@ async fn run(command: Command, settings: Settings, clock: SharedClock) -> anyhow
             Ok(ExitCode::SUCCESS)
         }
         Command::Reindex => {
-            let store = crate::store::Store::open(&settings.data_dir).await?;
+            let store = crate::store::Store::open_settings(&settings).await?;
             let current: i64 = store
                 .meta("reindex_generation")
                 .await?

@@ -32,6 +32,8 @@ struct RawSettings {
     #[serde(default = "default_data_dir")]
     data_dir: PathBuf,
     #[serde(default)]
+    database_url: Option<String>,
+    #[serde(default)]
     dictionaries_dir: Option<PathBuf>,
     #[serde(default)]
     crawl: RawCrawl,
@@ -501,6 +503,8 @@ pub struct Settings {
     pub limits: LimitsSettings,
     pub bind: SocketAddr,
     pub data_dir: PathBuf,
+    /// The database: the SQLite file in `data_dir` unless `database_url` names another.
+    pub database: Database,
     pub dictionaries_dir: Option<PathBuf>,
     pub crawl: CrawlSettings,
     pub sources: Vec<SourceConfig>,
@@ -569,7 +573,14 @@ impl Settings {
             let Some(rest) = name.strip_prefix("KIZASHI_") else {
                 continue;
             };
-            if rest.is_empty() || rest == "CONFIG" || rest.starts_with("LOG") {
+            // KIZASHI_CONFIG and KIZASHI_ROLE are command-line flags; KIZASHI_TEST_* configure the
+            // test suite (KIZASHI_TEST_POSTGRES_URL), not the app.
+            if rest.is_empty()
+                || rest == "CONFIG"
+                || rest == "ROLE"
+                || rest.starts_with("LOG")
+                || rest.starts_with("TEST_")
+            {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
@@ -608,6 +619,10 @@ impl Settings {
         if raw.data_dir.as_os_str().is_empty() {
             return Err(key_err("data_dir", "must not be empty"));
         }
+        let database = match &raw.database_url {
+            None => Database::Sqlite(raw.data_dir.join("kizashi.sqlite")),
+            Some(url) => Database::parse(url).map_err(|reason| key_err("database_url", reason))?,
+        };
         if raw.crawl.timeout_secs == 0 {
             return Err(key_err("crawl.timeout_secs", "must be at least 1"));
         }
@@ -852,6 +867,7 @@ impl Settings {
             trusted_proxies,
             bind,
             data_dir: raw.data_dir,
+            database,
             dictionaries_dir: raw.dictionaries_dir,
             crawl: CrawlSettings {
                 contact_url: raw.crawl.contact_url,
@@ -870,12 +886,106 @@ impl Settings {
         })
     }
 
-    pub fn database_path(&self) -> PathBuf {
-        self.data_dir.join("kizashi.sqlite")
-    }
-
     pub fn index_dir(&self) -> PathBuf {
         self.data_dir.join("index")
+    }
+}
+
+/// Where the data lives. SQLite (one file, the default) or a PostgreSQL server shared by
+/// several nodes; any other scheme is refused at start.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(PostgresUrl),
+}
+
+impl Database {
+    /// `sqlite://PATH` (or `sqlite:PATH`), `postgres://…` or `postgresql://…`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let scheme = s.split_once(':').map(|(scheme, _)| scheme).unwrap_or("");
+        match scheme {
+            "sqlite" => {
+                let path = s["sqlite:".len()..].trim_start_matches("//");
+                let path = path.split('?').next().unwrap_or("");
+                if path.is_empty() {
+                    return Err(
+                        "sqlite:// needs a file path (sqlite://./data/kizashi.sqlite)".into(),
+                    );
+                }
+                Ok(Self::Sqlite(PathBuf::from(path)))
+            }
+            "postgres" | "postgresql" => Ok(Self::Postgres(PostgresUrl::parse(s)?)),
+            _ => {
+                Err(format!(
+                "unsupported database URL scheme {:?}: use postgres://user:password@host:5432/db \
+                 or sqlite://path/kizashi.sqlite",
+                if scheme.is_empty() { s.get(..12).unwrap_or(s) } else { scheme }
+            ))
+            }
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+}
+
+/// A PostgreSQL connection URL. Its password never reaches a log: `Debug` and `Display`
+/// print the URL with the password replaced; `expose` is for the driver only.
+#[derive(Clone, PartialEq)]
+pub struct PostgresUrl(url::Url);
+
+impl PostgresUrl {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let url = url::Url::parse(s).map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(format!("{:?} is not a postgres:// URL", url.scheme()));
+        }
+        if url.host_str().is_none_or(str::is_empty) && !s.contains("host=") {
+            return Err("a PostgreSQL URL needs a host (postgres://user@host/db)".into());
+        }
+        Ok(Self(url))
+    }
+
+    /// The full URL with its password, for connecting.
+    pub fn expose(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The URL with the password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let mut u = self.0.clone();
+        if u.password().is_some() {
+            let _ = u.set_password(Some("***"));
+        }
+        // A password given as a query parameter is hidden too.
+        if u.query_pairs().any(|(k, _)| k == "password") {
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k == "password" {
+                        "***".into()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            u.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        u.to_string()
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresUrl({})", self.redacted())
+    }
+}
+
+impl std::fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
     }
 }
 
@@ -883,6 +993,7 @@ impl Settings {
 const ENV_KEYS: &[&str] = &[
     "bind",
     "data_dir",
+    "database_url",
     "dictionaries_dir",
     "crawl",
     "sources",
@@ -983,6 +1094,46 @@ mod tests {
         ] {
             let e = load(file, &[]).unwrap_err();
             assert!(e.contains(key), "{file}: {e}");
+        }
+    }
+
+    #[test]
+    fn database_url_picks_the_engine_refuses_other_schemes_and_hides_the_password() {
+        let s = Settings::defaults();
+        assert_eq!(
+            s.database,
+            Database::Sqlite(PathBuf::from("./data/kizashi.sqlite"))
+        );
+        let s = load(
+            "",
+            &[(
+                "KIZASHI_DATABASE_URL",
+                "postgres://kz:s3cret@db.example:5432/kizashi",
+            )],
+        )
+        .unwrap();
+        let Database::Postgres(url) = &s.database else {
+            panic!("{:?}", s.database)
+        };
+        assert_eq!(url.expose(), "postgres://kz:s3cret@db.example:5432/kizashi");
+        for shown in [format!("{s:?}"), url.to_string()] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(
+                shown.contains("postgres://kz:***@db.example:5432/kizashi"),
+                "{shown}"
+            );
+        }
+        let q = PostgresUrl::parse("postgres://kz@h/db?password=s3cret&sslmode=disable").unwrap();
+        assert!(!format!("{q:?}").contains("s3cret"), "{q:?}");
+        let s = load("database_url = \"sqlite:///var/lib/k.sqlite\"\n", &[]).unwrap();
+        assert_eq!(
+            s.database,
+            Database::Sqlite(PathBuf::from("/var/lib/k.sqlite"))
+        );
+        for bad in ["mysql://u:p@h/db", "k.sqlite", "postgres://"] {
+            let e = load(&format!("database_url = {bad:?}\n"), &[]).unwrap_err();
+            assert!(e.starts_with("config key `database_url`"), "{bad}: {e}");
+            assert!(!e.contains(":p@"), "{e}");
         }
     }
 

@@ -380,8 +380,9 @@ pub fn spawn_indexer(
                     return;
                 }
             };
+            let mut follower = None;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                match state.index.catch_up(&state.store, &writer).await {
+                match state.index.catch_up(&state.store, &writer, &mut follower).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(changes = n, "index caught up"),
                     Err(e) => {

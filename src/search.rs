@@ -5,7 +5,7 @@
 //! text), so each item is segmented once; queries go through the same analyzer, registered as
 //! the `ja` tokenizer. A second field of character bigrams with real positions catches words
 //! the dictionary segments differently.
-use crate::store::{Store, StoreError, StoredItem};
+use crate::store::{ChangeFollower, Store, StoreError, StoredItem};
 use crate::text::{truncate_chars, Analyzer};
 use serde::{Deserialize, Serialize};
 use std::ops::Bound;
@@ -648,8 +648,15 @@ impl SearchIndex {
     /// Applies changes after the committed watermark; when the database asks for a new
     /// generation (`kizashi reindex`, a restore, an empty index), first builds it beside the
     /// live one and switches to it once complete. Each commit carries its watermark.
-    /// Returns the number of changes (or items, for a rebuild) applied.
-    pub async fn catch_up(&self, store: &Store, writer: &Mutex<IndexWriter>) -> Result<usize> {
+    /// Returns the number of changes (or items, for a rebuild) applied. `follower` carries,
+    /// between calls, the sequence numbers still awaited for the live generation (PostgreSQL
+    /// commits them out of order; see `ChangeFollower`).
+    pub async fn catch_up(
+        &self,
+        store: &Store,
+        writer: &Mutex<IndexWriter>,
+        follower: &mut Option<ChangeFollower>,
+    ) -> Result<usize> {
         let mark = self.committed_watermark()?;
         let generation: i64 = store
             .meta("reindex_generation")
@@ -660,29 +667,40 @@ impl SearchIndex {
         if generation != mark.generation {
             // An index that never committed has nothing to serve meanwhile.
             let follow_live = mark.generation >= 0;
-            applied += self.rebuild(store, writer, generation, follow_live).await?;
+            applied += self
+                .rebuild(store, writer, follower, generation, follow_live)
+                .await?;
         }
         let live = self.live();
         let mark = watermark_of(&live.index)?;
-        applied += self.follow(store, &live, writer, mark, true).await?;
+        applied += self
+            .follow(store, &live, writer, follower, mark, true)
+            .await?;
         Ok(applied)
     }
 
-    /// Applies the changes after `mark` to `generation`, one commit per batch.
+    /// Applies the changes after `mark` to `generation`, one commit per batch. A follower
+    /// whose mark differs from the committed one (a failed batch, another generation) starts
+    /// again from the mark.
     async fn follow(
         &self,
         store: &Store,
         generation: &Generation,
         writer: &Mutex<IndexWriter>,
+        follower: &mut Option<ChangeFollower>,
         mut mark: Watermark,
         live: bool,
     ) -> Result<usize> {
         let mut applied = 0;
+        let follower = match follower {
+            Some(f) if f.hwm() == mark.hwm => f,
+            _ => follower.insert(ChangeFollower::new(mark.hwm, store.dialect())),
+        };
         loop {
-            let changes = store.changes_after(mark.hwm, 1000).await?;
-            let Some(&(last_seq, _)) = changes.last() else {
+            let changes = follower.next(store, 1000).await?;
+            if changes.is_empty() {
                 break;
-            };
+            }
             let mut ids: Vec<i64> = changes.iter().map(|(_, id)| *id).collect();
             ids.sort_unstable();
             ids.dedup();
@@ -699,7 +717,7 @@ impl SearchIndex {
                 Ok(())
             })?;
             applied += changes.len();
-            mark.hwm = last_seq;
+            mark.hwm = follower.hwm();
             self.commit(generation, writer, mark, live)?;
         }
         Ok(applied)
@@ -713,6 +731,7 @@ impl SearchIndex {
         &self,
         store: &Store,
         live_writer: &Mutex<IndexWriter>,
+        live_follower: &mut Option<ChangeFollower>,
         generation: i64,
         follow_live: bool,
     ) -> Result<usize> {
@@ -730,6 +749,7 @@ impl SearchIndex {
         };
         progress(0);
         tracing::info!(generation, items = total, dir = %dir.display(), "rebuilding the index in a new generation");
+        let mut next_follower = None;
         let built = async {
             let mut done = 0u64;
             let mut after = 0;
@@ -750,7 +770,8 @@ impl SearchIndex {
                 if follow_live {
                     let live = self.live();
                     let mark = watermark_of(&live.index)?;
-                    self.follow(store, &live, live_writer, mark, true).await?;
+                    self.follow(store, &live, live_writer, live_follower, mark, true)
+                        .await?;
                 }
             }
             let mark = Watermark {
@@ -759,7 +780,8 @@ impl SearchIndex {
             };
             self.commit(&next, &writer, mark, false)?;
             // Changes made during the build, then the switch.
-            self.follow(store, &next, &writer, mark, false).await?;
+            self.follow(store, &next, &writer, &mut next_follower, mark, false)
+                .await?;
             Ok::<u64, SearchError>(done)
         }
         .await;
@@ -784,6 +806,7 @@ impl SearchIndex {
             new_writer,
         );
         drop(old_writer);
+        *live_follower = next_follower;
         self.applied
             .store(watermark_of(&next.index)?.hwm, Ordering::SeqCst);
         // Searches still holding the old generation keep their memory maps; the files go.

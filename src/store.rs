@@ -1,11 +1,12 @@
 //! store: the only module that writes SQL. The database is the source of truth; every write to
 //! an item appends to `changes` in the same transaction, so the search index can follow.
-use crate::config::{Settings, SourceConfig};
+use crate::config::{Database, Settings, SourceConfig};
 use crate::domain::{Analysis, DateQuality, ItemKind};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor, Row};
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
@@ -200,9 +201,23 @@ pub struct DeleteFilter {
     pub to: Option<i64>,
 }
 
+/// The SQL engine behind the pool. Queries are written once, in SQL both engines accept
+/// (`$n` placeholders, `ON CONFLICT`, `RETURNING`, `COALESCE`, `CASE`, `CAST(SUM(…) AS
+/// BIGINT)`); this decides only what cannot be shared: connection setup, migrations, how a
+/// write transaction begins, and the SQLite-only backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL advisory lock key that `write_tx` holds ("kizashi" in ASCII, truncated).
+const WRITE_LOCK: i64 = 0x006b_697a_6173_6869;
+
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    dialect: Dialect,
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -212,36 +227,107 @@ fn ms(t: DateTime<Utc>) -> i64 {
 impl Store {
     /// Opens (creating if needed) the SQLite database in `data_dir` and runs migrations.
     pub async fn open(data_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
-            path: data_dir.display().to_string(),
-            source,
-        })?;
-        let options = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(data_dir.join("kizashi.sqlite"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./src/store/migrations/sqlite")
-            .run(&pool)
-            .await?;
-        Ok(Self { pool })
+        Self::connect(&Database::Sqlite(data_dir.join("kizashi.sqlite"))).await
     }
 
-    /// A write transaction. SQLite takes the write lock up front (BEGIN IMMEDIATE), so two
-    /// writers wait for each other (busy timeout) instead of failing on a lock upgrade.
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// Opens the database the settings name (`database_url`, else SQLite in `data_dir`).
+    pub async fn open_settings(settings: &Settings) -> Result<Self> {
+        Self::connect(&settings.database).await
+    }
+
+    /// Connects to `db` and runs its engine's migrations.
+    pub async fn connect(db: &Database) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        match db {
+            Database::Sqlite(path) => {
+                let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+                let io = |source| StoreError::DataDir {
+                    path: dir.unwrap_or(Path::new(".")).display().to_string(),
+                    source,
+                };
+                if let Some(dir) = dir {
+                    std::fs::create_dir_all(dir).map_err(io)?;
+                }
+                let path = std::path::absolute(path).map_err(io)?;
+                // The URL only names the file (and creates it); the pragmas the old
+                // SqliteConnectOptions set are run on every new connection instead.
+                let url = SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true)
+                    .to_url_lossy();
+                let pool = AnyPoolOptions::new()
+                    .max_connections(4)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(AnyConnectOptions::from_url(&url)?)
+                    .await?;
+                sqlx::migrate!("./src/store/migrations/sqlite")
+                    .run(&pool)
+                    .await?;
+                Ok(Self {
+                    pool,
+                    dialect: Dialect::Sqlite,
+                })
+            }
+            Database::Postgres(url) => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url.expose())
+                    .await?;
+                sqlx::migrate!("./src/store/migrations/postgres")
+                    .run(&pool)
+                    .await?;
+                Ok(Self {
+                    pool,
+                    dialect: Dialect::Postgres,
+                })
+            }
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// A write transaction, one at a time on either engine. SQLite takes the write lock up
+    /// front (BEGIN IMMEDIATE), so two writers wait for each other (busy timeout) instead of
+    /// failing on a lock upgrade. PostgreSQL takes one transaction-scoped advisory lock,
+    /// so these transactions read what the previous one committed, as on SQLite: two
+    /// crawls storing the same syndicated story put it in one near-duplicate group, and two
+    /// nodes seeding at once do not collide. (Single statements outside `write_tx`, such as
+    /// the once-only TOTP and recovery-code updates, are conditional and hold on their own.)
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                // (The function returns void, which the Any driver cannot read: select 1.)
+                sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
+                    .bind(WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
+        })
     }
 
     /// Writes a consistent copy of the live database to `path` (SQLite `VACUUM INTO`: a read
     /// transaction, so writers go on). Refuses to overwrite an existing file.
     pub async fn backup(&self, path: &Path) -> Result<()> {
+        if self.dialect == Dialect::Postgres {
+            return Err(StoreError::Invalid(
+                "backup copies the SQLite file; on PostgreSQL use pg_dump".into(),
+            ));
+        }
         if path.exists() {
             return Err(StoreError::Corrupt(format!(
                 "{} exists; choose a new file",
@@ -255,10 +341,16 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces the database in `data_dir` by the backup at `file` (the server must be
+    /// Replaces the SQLite database `db` by the backup at `file` (the server must be
     /// stopped), after checking it is a kizashi database; the search index is rebuilt at the
-    /// next start. The replaced database is kept beside it.
-    pub async fn restore(data_dir: &Path, file: &Path, now: DateTime<Utc>) -> Result<()> {
+    /// next start. The replaced database is kept beside it. PostgreSQL restores with
+    /// pg_restore.
+    pub async fn restore(db: &Database, file: &Path, now: DateTime<Utc>) -> Result<()> {
+        let Database::Sqlite(live) = db else {
+            return Err(StoreError::Invalid(
+                "restore replaces the SQLite file; on PostgreSQL use pg_restore".into(),
+            ));
+        };
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(file)
             .read_only(true);
@@ -281,25 +373,27 @@ impl Store {
                 file.display()
             )));
         }
-        let live = data_dir.join("kizashi.sqlite");
+        let data_dir = live.parent().unwrap_or(Path::new("."));
         let io = |e: std::io::Error| StoreError::DataDir {
             path: data_dir.display().to_string(),
             source: e,
         };
         std::fs::create_dir_all(data_dir).map_err(io)?;
+        let beside = |suffix: &str| {
+            let mut name = live.file_name().unwrap_or_default().to_os_string();
+            name.push(suffix);
+            live.with_file_name(name)
+        };
         if live.exists() {
-            let aside = data_dir.join(format!(
-                "kizashi.sqlite.before-restore-{}",
-                std::process::id()
-            ));
-            std::fs::rename(&live, aside).map_err(io)?;
+            let aside = beside(&format!(".before-restore-{}", std::process::id()));
+            std::fs::rename(live, aside).map_err(io)?;
         }
         for ext in ["-wal", "-shm"] {
-            let _ = std::fs::remove_file(data_dir.join(format!("kizashi.sqlite{ext}")));
+            let _ = std::fs::remove_file(beside(ext));
         }
-        std::fs::copy(file, &live).map_err(io)?;
+        std::fs::copy(file, live).map_err(io)?;
         // The index reflects the old database: a new generation makes the server rebuild it.
-        let store = Store::open(data_dir).await?;
+        let store = Store::connect(db).await?;
         // (The restore time: no earlier index can carry that generation.)
         store
             .set_meta("reindex_generation", &ms(now).to_string())
@@ -363,10 +457,13 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("INSERT INTO meta (key, value) VALUES ('seeded_at', $1)")
-            .bind(now.to_rfc3339())
-            .execute(&mut *tx)
-            .await?;
+        // Nodes starting together on one PostgreSQL database: the first seeds, the rest agree.
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('seeded_at', $1) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(now.to_rfc3339())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -912,6 +1009,20 @@ impl Store {
         )
     }
 
+    /// Changes with `from < seq <= to`, oldest first: (seq, item id).
+    pub async fn changes_between(&self, from: i64, to: i64) -> Result<Vec<(i64, i64)>> {
+        Ok(sqlx::query(
+            "SELECT seq, item_id FROM changes WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+    }
+
     /// Item ids in ascending order after `after_id`, for a full rebuild.
     pub async fn item_ids_after(&self, after_id: i64, limit: i64) -> Result<Vec<i64>> {
         Ok(
@@ -1181,11 +1292,84 @@ impl Store {
     }
 }
 
+/// How long a reader of the change sequence waits for a skipped sequence number to appear.
+/// On PostgreSQL numbers are taken when a transaction inserts and become visible when it
+/// commits, so a slow transaction can commit seq 7 after a quicker one committed seq 8; a
+/// number still missing after this long was rolled back (sequences never give one back).
+pub const LATE_COMMIT_WAIT: Duration = Duration::from_secs(60);
+/// On PostgreSQL, a reader that starts from a stored mark (after a restart) rechecks this
+/// many numbers below it: holes it was waiting for when it stopped are not remembered.
+pub const RESTART_RESCAN: i64 = 1_000;
+/// At most this many holes are waited for; a larger gap is a rolled-back bulk write.
+const MAX_HOLES: usize = 100_000;
+
+/// Follows the change sequence from a high-water mark (the search indexer of each node).
+/// SQLite has one writer and AUTOINCREMENT, so numbers appear in order and without holes and
+/// this is `changes_after(hwm)`. On PostgreSQL every number skipped over is remembered as a
+/// hole and looked up again on each read until it appears or `LATE_COMMIT_WAIT` passes;
+/// applying a change twice is harmless (the index deletes then adds by id).
+#[derive(Debug)]
+pub struct ChangeFollower {
+    hwm: i64,
+    holes: std::collections::BTreeMap<i64, std::time::Instant>,
+}
+
+impl ChangeFollower {
+    pub fn new(hwm: i64, dialect: Dialect) -> Self {
+        let mut holes = std::collections::BTreeMap::new();
+        if dialect == Dialect::Postgres && hwm > 0 {
+            let now = std::time::Instant::now();
+            for seq in (hwm - RESTART_RESCAN).max(1)..=hwm {
+                holes.insert(seq, now);
+            }
+        }
+        Self { hwm, holes }
+    }
+
+    /// The highest sequence number seen.
+    pub fn hwm(&self) -> i64 {
+        self.hwm
+    }
+
+    /// Sequence numbers below the mark still waited for.
+    pub fn holes(&self) -> usize {
+        self.holes.len()
+    }
+
+    /// The next changes to apply, oldest first: late arrivals in the holes, then up to
+    /// `limit` after the mark. Empty when there is nothing new.
+    pub async fn next(&mut self, store: &Store, limit: i64) -> Result<Vec<(i64, i64)>> {
+        let now = std::time::Instant::now();
+        self.holes
+            .retain(|_, since| now.duration_since(*since) < LATE_COMMIT_WAIT);
+        let mut out = Vec::new();
+        if let Some(&first) = self.holes.keys().next() {
+            for (seq, id) in store.changes_between(first - 1, self.hwm).await? {
+                if self.holes.remove(&seq).is_some() {
+                    out.push((seq, id));
+                }
+            }
+        }
+        let fresh = store.changes_after(self.hwm, limit).await?;
+        for &(seq, id) in &fresh {
+            for missing in self.hwm + 1..seq {
+                if self.holes.len() >= MAX_HOLES {
+                    break;
+                }
+                self.holes.insert(missing, now);
+            }
+            self.hwm = seq;
+            out.push((seq, id));
+        }
+        Ok(out)
+    }
+}
+
 /// The dup_group of a stored item whose MinHash signature is at least `DUP_MIN_SIMILARITY`
 /// similar and whose publication lies within `DUP_WINDOW_MS` of `published`: candidates by
 /// LSH band key, then the signatures compared.
 async fn near_duplicate(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     sig: &[u64; crate::pipeline::MINHASH_LEN],
     published: i64,
 ) -> Result<Option<i64>> {
@@ -1213,7 +1397,7 @@ async fn near_duplicate(
 }
 
 async fn insert_source(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     s: &SourceConfig,
     now: DateTime<Utc>,
 ) -> Result<()> {
@@ -1249,7 +1433,7 @@ fn split_tags(s: String) -> Vec<String> {
 /// first seen when the source gave none.
 /// Adds (`sign` 1) or removes (−1) one item's contribution to the hourly rollups, inside the
 /// transaction that writes the item: the rollups always equal a recount of the items.
-async fn rollup(tx: &mut sqlx::SqliteConnection, id: i64, sign: i64) -> Result<()> {
+async fn rollup(tx: &mut sqlx::AnyConnection, id: i64, sign: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO rollups (hour, service, category, kind, label, n, score_sum)
          SELECT hour, service, category, kind, label, $2, $2 * score FROM (

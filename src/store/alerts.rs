@@ -36,7 +36,7 @@ pub struct RollupRow {
     pub score_sum: f64,
 }
 
-fn alert_of(r: &sqlx::sqlite::SqliteRow) -> Result<AlertRow> {
+fn alert_of(r: &sqlx::any::AnyRow) -> Result<AlertRow> {
     let metric: String = r.get("metric");
     let state: String = r.get("state");
     let examples: String = r.get("examples");
@@ -77,8 +77,8 @@ impl Store {
         let hours = ((to - from) / crate::spikes::HOUR_MS).max(0) as usize + 1;
         let mut counts = Counts::new(from, hours);
         let rows = sqlx::query(
-            "SELECT service, category, hour, SUM(n),
-                    SUM(CASE WHEN label = 'negative' THEN n ELSE 0 END)
+            "SELECT service, category, hour, CAST(SUM(n) AS BIGINT),
+                    CAST(SUM(CASE WHEN label = 'negative' THEN n ELSE 0 END) AS BIGINT)
              FROM rollups WHERE service <> '*' AND hour >= $1 AND hour < $2
              GROUP BY service, category, hour",
         )
@@ -307,7 +307,7 @@ impl Store {
         step: i64,
     ) -> Result<Vec<RollupRow>> {
         sqlx::query(
-            "SELECT ((hour + 32400000) / $6) * $6 - 32400000 AS b, kind, label, SUM(n),
+            "SELECT ((hour + 32400000) / $6) * $6 - 32400000 AS b, kind, label, CAST(SUM(n) AS BIGINT),
                     SUM(score_sum)
              FROM rollups
              WHERE service = $1 AND category = $2 AND hour >= $3 AND hour < $4
@@ -422,7 +422,7 @@ impl Store {
         step: i64,
     ) -> Result<Vec<(i64, String, i64)>> {
         sqlx::query(
-            "SELECT ((hour + 32400000) / $4) * $4 - 32400000 AS b, category, SUM(n) FROM rollups
+            "SELECT ((hour + 32400000) / $4) * $4 - 32400000 AS b, category, CAST(SUM(n) AS BIGINT) FROM rollups
              WHERE service = $1 AND category <> '' AND hour >= $2 AND hour < $3
              GROUP BY b, category HAVING SUM(n) > 0",
         )
@@ -446,7 +446,7 @@ impl Store {
         step: i64,
     ) -> Result<Vec<(String, RollupRow)>> {
         sqlx::query(
-            "SELECT service, ((hour + 32400000) / $3) * $3 - 32400000 AS b, kind, label, SUM(n),
+            "SELECT service, ((hour + 32400000) / $3) * $3 - 32400000 AS b, kind, label, CAST(SUM(n) AS BIGINT),
                     SUM(score_sum)
              FROM rollups
              WHERE category = '' AND hour >= $1 AND hour < $2 AND service <> '*'

@@ -21,7 +21,7 @@ pub struct UserRow {
 const USER_COLS: &str = "id, name, role, password_hash, totp_secret, totp_pending_secret, \
                          setup_expires_at, failed_logins, locked_until, created_at";
 
-fn user(r: &sqlx::sqlite::SqliteRow) -> UserRow {
+fn user(r: &sqlx::any::AnyRow) -> UserRow {
     UserRow {
         id: r.get(0),
         name: r.get(1),

@@ -6,10 +6,10 @@ use crate::domain::status::{
     Maintenance, StatusSnapshot,
 };
 use chrono::{DateTime, Utc};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Any, Row, Transaction};
 use std::collections::HashMap;
 
-type Tx = Transaction<'static, Sqlite>;
+type Tx = Transaction<'static, Any>;
 
 /// A component as created or replaced by `PUT /api/v1/components/{id}`.
 #[derive(Debug, Clone)]

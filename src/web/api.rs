@@ -520,6 +520,11 @@ pub async fn analyze(
 /// Crawls every source now and answers with the per-source summary. The crawl runs as its
 /// own task: a client that gives up, or the request timeout, does not cut it short.
 pub async fn crawl_now(state: State) -> Result<HttpResponse, WebError> {
+    if !state.role.runs_jobs() {
+        return Err(WebError::Conflict(
+            "this node serves the web only (serve --role web); the worker node crawls".into(),
+        ));
+    }
     let state = state.into_inner();
     let summary = tokio::spawn(async move { crate::jobs::crawl_all(&state).await })
         .await

@@ -14,6 +14,9 @@ pub enum WebError {
     NotFoundWhat(String),
     #[error("{0}")]
     Forbidden(String),
+    /// 409: the request cannot be served by this node (a web node asked to crawl).
+    #[error("{0}")]
+    Conflict(String),
     #[error("internal error: {0}")]
     Internal(String),
     /// 413: the body is larger than the route accepts.
@@ -90,6 +93,7 @@ impl ResponseError for WebError {
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::NotFound | WebError::NotFoundWhat(_) => StatusCode::NOT_FOUND,
             WebError::Forbidden(_) => StatusCode::FORBIDDEN,
+            WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             WebError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             WebError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,

@@ -74,6 +74,25 @@ pub fn server(
     Ok(server)
 }
 
+/// A worker node's listener: health, readiness and metrics only (no pages, no API).
+pub fn health_server(
+    listener: TcpListener,
+    state: Arc<AppState>,
+) -> std::io::Result<actix_web::dev::Server> {
+    let data = web::Data::from(state);
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .wrap(security_headers())
+            .route("/healthz", web::get().to(api::healthz))
+            .route("/readyz", web::get().to(api::readyz))
+            .route("/metrics", web::get().to(api::metrics))
+    })
+    .workers(1)
+    .listen(listener)?
+    .run())
+}
+
 /// Sent on every response. The pages use no inline script or style; the TOTP QR code is a
 /// data: image.
 fn security_headers() -> actix_web::middleware::DefaultHeaders {

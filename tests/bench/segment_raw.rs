@@ -16,7 +16,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("usage: segment_raw ITEMS.jsonl [LIMIT]");
         std::process::exit(2);
     };
-    let limit: usize = args.next().map(|l| l.parse()).transpose()?.unwrap_or(usize::MAX);
+    let limit: usize = args
+        .next()
+        .map(|l| l.parse())
+        .transpose()?
+        .unwrap_or(usize::MAX);
     let mut texts = Vec::new();
     for line in std::io::BufReader::new(std::fs::File::open(path)?)
         .lines()

@@ -6,24 +6,29 @@ use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 async fn app() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     spawn_app_with(test_settings(dir.path(), &[]), Some(dir)).await
 }
 
-/// A browser without a cookie store: cookies are kept by hand so tests can see them.
-struct Browser<'a> {
-    app: &'a TestApp,
-    client: reqwest::Client,
-    cookies: BTreeMap<String, String>,
+async fn app_on(db: crate::TestDb) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    crate::spawn_app_on(test_settings(dir.path(), &[]), dir, db).await
 }
 
-struct Resp {
-    status: u16,
+/// A browser without a cookie store: cookies are kept by hand so tests can see them.
+pub(crate) struct Browser<'a> {
+    app: &'a TestApp,
+    client: reqwest::Client,
+    pub(crate) cookies: BTreeMap<String, String>,
+}
+
+pub(crate) struct Resp {
+    pub(crate) status: u16,
     headers: HeaderMap,
-    text: String,
+    pub(crate) text: String,
 }
 
 impl Resp {
@@ -51,7 +56,7 @@ fn between<'a>(s: &'a str, start: &str, end: &str) -> &'a str {
 }
 
 impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
         Self {
             app,
             client: reqwest::Client::builder()
@@ -97,7 +102,7 @@ impl<'a> Browser<'a> {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Resp {
+    pub(crate) async fn get(&mut self, path: &str) -> Resp {
         let r = self.client.get(format!("{}{path}", self.app.base));
         self.send(r).await
     }
@@ -121,7 +126,7 @@ impl<'a> Browser<'a> {
         self.send(r).await
     }
 
-    async fn login(&mut self, name: &str, password: &str, code: &str) -> Resp {
+    pub(crate) async fn login(&mut self, name: &str, password: &str, code: &str) -> Resp {
         let page = self.get("/login").await;
         assert_eq!(page.status, 200);
         let csrf = hidden_csrf(&page.text);
@@ -149,7 +154,7 @@ fn now_secs(app: &TestApp) -> i64 {
     app.clock_now().timestamp()
 }
 
-trait ClockNow {
+pub(crate) trait ClockNow {
     fn clock_now(&self) -> chrono::DateTime<chrono::Utc>;
     fn advance(&self, secs: i64);
 }
@@ -167,7 +172,7 @@ impl ClockNow for TestApp {
 
 /// Creates a user and completes setup through the web pages; returns (TOTP secret, recovery
 /// codes). Viewers have no TOTP.
-async fn enrol(app: &TestApp, name: &str, role: Role) -> (Option<String>, Vec<String>) {
+pub(crate) async fn enrol(app: &TestApp, name: &str, role: Role) -> (Option<String>, Vec<String>) {
     let token = auth::create_user(&app.state.store, name, role, app.clock_now())
         .await
         .unwrap();
@@ -217,14 +222,21 @@ async fn enrol(app: &TestApp, name: &str, role: Role) -> (Option<String>, Vec<St
 }
 
 /// A fresh TOTP code: the clock moves on one 30-second step first.
-fn next_code(app: &TestApp, secret: &str) -> String {
+pub(crate) fn next_code(app: &TestApp, secret: &str) -> String {
     app.advance(30);
     auth::totp_code(secret, now_secs(app)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_signs_in_with_password_and_totp_and_posts_an_incident() {
-    let app = app().await;
+    for db in crate::engines("operator_signs_in_with_password_and_totp_and_posts_an_incident").await
+    {
+        operator_signs_in_with_password_and_totp_and_posts_an_incident_on(db).await;
+    }
+}
+
+async fn operator_signs_in_with_password_and_totp_and_posts_an_incident_on(db: crate::TestDb) {
+    let app = app_on(db).await;
     let mut anon = Browser::new(&app);
     // No accounts yet: the dashboard is open.
     assert_eq!(anon.get("/").await.status, 200);
@@ -361,15 +373,22 @@ async fn a_viewer_reads_the_dashboard_but_cannot_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_used_totp_code_stays_used_after_a_restart() {
+    for db in crate::engines("a_used_totp_code_stays_used_after_a_restart").await {
+        a_used_totp_code_stays_used_after_a_restart_on(db).await;
+    }
+}
+
+async fn a_used_totp_code_stays_used_after_a_restart_on(db: crate::TestDb) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_path_buf();
-    let app = spawn_app_with(test_settings(&data, &[]), Some(dir)).await;
+    let database = db.apply(test_settings(&data, &[])).database;
+    let app = crate::spawn_app_on(test_settings(&data, &[]), dir, db).await;
     let (secret, _) = enrol(&app, "ops", Role::Operator).await;
     let code = next_code(&app, &secret.unwrap());
     let mut b = Browser::new(&app);
     assert_eq!(b.login("ops", PASSWORD, &code).await.status, 303);
     // A new process (or another node) opens the same database: nothing in memory carries over.
-    let store = kizashi::store::Store::open(&data).await.unwrap();
+    let store = kizashi::store::Store::connect(&database).await.unwrap();
     let again = auth::login(&store, "ops", PASSWORD, &code, "192.0.2.1", app.clock_now()).await;
     assert!(
         matches!(again, Err(auth::AuthError::BadCredentials)),
@@ -380,7 +399,19 @@ async fn a_used_totp_code_stays_used_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_account_stays_locked_for_the_stated_time_and_an_admin_can_unlock_it() {
-    let app = app().await;
+    for db in crate::engines(
+        "a_locked_account_stays_locked_for_the_stated_time_and_an_admin_can_unlock_it",
+    )
+    .await
+    {
+        a_locked_account_stays_locked_for_the_stated_time_and_an_admin_can_unlock_it_on(db).await;
+    }
+}
+
+async fn a_locked_account_stays_locked_for_the_stated_time_and_an_admin_can_unlock_it_on(
+    db: crate::TestDb,
+) {
+    let app = app_on(db).await;
     let (admin_secret, _) = enrol(&app, "admin", Role::Admin).await;
     let admin_secret = admin_secret.unwrap();
     let (secret, _) = enrol(&app, "ops", Role::Operator).await;
@@ -440,7 +471,13 @@ async fn a_locked_account_stays_locked_for_the_stated_time_and_an_admin_can_unlo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_ends_one_session_and_sign_out_everywhere_ends_all() {
-    let app = app().await;
+    for db in crate::engines("logout_ends_one_session_and_sign_out_everywhere_ends_all").await {
+        logout_ends_one_session_and_sign_out_everywhere_ends_all_on(db).await;
+    }
+}
+
+async fn logout_ends_one_session_and_sign_out_everywhere_ends_all_on(db: crate::TestDb) {
+    let app = app_on(db).await;
     let (secret, _) = enrol(&app, "ops", Role::Operator).await;
     let secret = secret.unwrap();
     let mut laptop = Browser::new(&app);
@@ -521,9 +558,16 @@ async fn user_add_prints_a_one_time_setup_link() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_tokens_are_scoped_capped_by_role_hashed_and_revocable() {
+    for db in crate::engines("api_tokens_are_scoped_capped_by_role_hashed_and_revocable").await {
+        api_tokens_are_scoped_capped_by_role_hashed_and_revocable_on(db).await;
+    }
+}
+
+async fn api_tokens_are_scoped_capped_by_role_hashed_and_revocable_on(db: crate::TestDb) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_path_buf();
-    let app = spawn_app_with(test_settings(&data, &[]), Some(dir)).await;
+    let database = db.apply(test_settings(&data, &[])).database;
+    let app = crate::spawn_app_on(test_settings(&data, &[]), dir, db).await;
     enrol(&app, "ops", Role::Operator).await;
     enrol(&app, "pr-team", Role::Viewer).await;
     let store = &app.state.store;
@@ -595,12 +639,12 @@ async fn api_tokens_are_scoped_capped_by_role_hashed_and_revocable() {
     );
 
     // Only a hash is stored.
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        data.join("kizashi.sqlite").display()
-    ))
-    .await
-    .unwrap();
+    sqlx::any::install_default_drivers();
+    let url = match &database {
+        kizashi::config::Database::Sqlite(path) => format!("sqlite://{}", path.display()),
+        kizashi::config::Database::Postgres(url) => url.expose().to_string(),
+    };
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
     let hashes: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM api_tokens")
         .fetch_all(&pool)
         .await

@@ -298,10 +298,16 @@ async fn alert_interfaces(run: &kizashi::demo::run::DemoRun) {
 /// (new categories and sentiment), deletions and re-analysis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollups_equal_a_recount_after_every_kind_of_write() {
+    for db in crate::engines("rollups_equal_a_recount_after_every_kind_of_write").await {
+        rollups_equal_a_recount_after_every_kind_of_write_on(db).await;
+    }
+}
+
+async fn rollups_equal_a_recount_after_every_kind_of_write_on(db: crate::TestDb) {
     use kizashi::domain::{ItemKind, RawItem};
     use std::collections::BTreeMap;
     let dir = tempfile::tempdir().unwrap();
-    let app = crate::spawn_app_with(crate::test_settings(dir.path(), &[]), Some(dir)).await;
+    let app = crate::spawn_app_on(crate::test_settings(dir.path(), &[]), dir, db).await;
     let (store, pipeline) = (&app.state.store, &app.state.pipeline);
     let now = kizashi::clock::Clock::now(&*app.state.clock);
     let raw = |i: usize, at: &str, body: &str| RawItem {
@@ -412,9 +418,15 @@ async fn rollups_equal_a_recount_after_every_kind_of_write() {
 /// service is named (「無限おにぎり」 was a 7pay story told without the name).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saved_search_is_an_alert_rule() {
+    for db in crate::engines("a_saved_search_is_an_alert_rule").await {
+        a_saved_search_is_an_alert_rule_on(db).await;
+    }
+}
+
+async fn a_saved_search_is_an_alert_rule_on(db: crate::TestDb) {
     use kizashi::domain::{ItemKind, RawItem};
     let dir = tempfile::tempdir().unwrap();
-    let app = crate::spawn_app_with(crate::test_settings(dir.path(), &[]), Some(dir)).await;
+    let app = crate::spawn_app_on(crate::test_settings(dir.path(), &[]), dir, db).await;
     let r = app
         .client
         .post(format!("{}/api/saved-searches", app.base))

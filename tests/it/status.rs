@@ -10,6 +10,11 @@ async fn app() -> TestApp {
     spawn_app_with(test_settings(dir.path(), &[]), Some(dir)).await
 }
 
+async fn app_on(db: crate::TestDb) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    crate::spawn_app_on(test_settings(dir.path(), &[]), dir, db).await
+}
+
 /// A client that shows bytes as sent: no transparent decompression.
 fn raw() -> reqwest::Client {
     reqwest::Client::builder()
@@ -100,7 +105,15 @@ fn bars(html: &str, component: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incident_posted_by_an_operator_appears_everywhere_and_resolves() {
-    let app = app().await;
+    for db in
+        crate::engines("an_incident_posted_by_an_operator_appears_everywhere_and_resolves").await
+    {
+        an_incident_posted_by_an_operator_appears_everywhere_and_resolves_on(db).await;
+    }
+}
+
+async fn an_incident_posted_by_an_operator_appears_everywhere_and_resolves_on(db: crate::TestDb) {
+    let app = app_on(db).await;
     // Before anything exists: all operational.
     let g = get(&app, "/status", &[]).await;
     assert_eq!(g.status, 200);
@@ -371,7 +384,13 @@ async fn public_bytes_have_strong_etags_per_encoding_304s_and_never_a_cookie() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_opens_and_closes_on_the_clock() {
-    let app = app().await;
+    for db in crate::engines("maintenance_opens_and_closes_on_the_clock").await {
+        maintenance_opens_and_closes_on_the_clock_on(db).await;
+    }
+}
+
+async fn maintenance_opens_and_closes_on_the_clock_on(db: crate::TestDb) {
+    let app = app_on(db).await;
     components(&app).await;
     let hour = chrono::Duration::hours(1);
     let start = test_now() + hour;
@@ -771,13 +790,20 @@ async fn measure_status_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_by_another_node_reaches_this_nodes_pages() {
+    for db in crate::engines("a_write_by_another_node_reaches_this_nodes_pages").await {
+        a_write_by_another_node_reaches_this_nodes_pages_on(db).await;
+    }
+}
+
+async fn a_write_by_another_node_reaches_this_nodes_pages_on(db: crate::TestDb) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_path_buf();
-    let app = spawn_app_with(test_settings(&data, &[]), Some(dir)).await;
+    let database = db.apply(test_settings(&data, &[])).database;
+    let app = crate::spawn_app_on(test_settings(&data, &[]), dir, db).await;
     components(&app).await;
     let before = get(&app, "/api/v2/summary.json", &[]).await;
     // Another node: its own connection pool on the same database, no call into this app.
-    let other = kizashi::store::Store::open(&data).await.unwrap();
+    let other = kizashi::store::Store::connect(&database).await.unwrap();
     other
         .create_incident(
             &kizashi::store::NewIncident {
