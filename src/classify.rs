@@ -633,7 +633,7 @@ impl Classifier {
                     .iter()
                     .take(3)
                     .take_while(|n| is_glue(n) || is_negator(n))
-                    .any(|n| is_negator(n) && n.base != "ず");
+                    .any(|n| is_negator(n) && n.text != "ず");
                 if negated {
                     hits.push(PolarHit {
                         token: i,
@@ -652,7 +652,10 @@ impl Classifier {
             }
             let prev = s.tokens[i - 1];
             // IPADIC splits 「長すぎ」 into a one-kanji suffix noun and すぎ.
-            let stem = prev.pos.starts_with("名詞,接尾") && prev.text.chars().count() == 1;
+            // (Not a counter: 「3時すぎ」 is a time, not an excess.)
+            let stem = prev.pos.starts_with("名詞,接尾")
+                && !prev.pos.starts_with("名詞,接尾,助数詞")
+                && prev.text.chars().count() == 1;
             let praise = GOOD_EXCESS.contains(&prev.text.as_str());
             if (prev.pos.starts_with("形容詞") || prev.pos.starts_with("動詞") || stem) && !praise
             {
@@ -1126,7 +1129,9 @@ mod tests {
             ("トラブルの報告はないという", Positive),
             ("会議が長すぎ", Negative), // too much of a neutral word
             ("年齢を問わず参加できる", Neutral), // 〜ず joins, not a complaint
-            ("還元率を引き下げると発表", Negative), // a benefit reduced
+            ("待たずに注文できた", Neutral),
+            ("午後3時すぎに会議が始まった", Neutral), // a time, not an excess
+            ("還元率を引き下げると発表", Negative),   // a benefit reduced
         ];
         for (text, want) in rows {
             let a = analyze(text);

@@ -372,7 +372,26 @@ pub fn spawn_indexer(
             }
         };
         rt.block_on(async move {
-            state.index.remove_stale_generations();
+            // One indexer per index root: a second process sharing the data directory follows
+            // the holder's generations instead of writing.
+            let lock = match state.index.lock_for_writing() {
+                Ok(Some(lock)) => lock,
+                Ok(None) => {
+                    tracing::warn!("another kizashi process indexes this data directory; following its index");
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        if let Err(e) = state.index.follow_owner() {
+                            tracing::warn!(error = %e, "cannot follow the shared index");
+                        }
+                        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot lock the index directory; search will not update");
+                    return;
+                }
+            };
+            state.index.remove_stale_generations(&lock);
             let writer = match state.index.writer() {
                 Ok(w) => std::sync::Mutex::new(w),
                 Err(e) => {

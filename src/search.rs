@@ -309,6 +309,11 @@ pub struct RebuildProgress {
 
 /// The file in the index root that names the live generation's directory.
 const CURRENT: &str = "CURRENT";
+/// The file in the index root its indexer holds locked.
+const LOCK: &str = "LOCK";
+
+/// The index root's lock, held by the one indexer that may build and write generations.
+pub struct IndexLock(#[allow(dead_code)] std::fs::File);
 /// Items read from the database per step of a rebuild; between steps the live generation
 /// catches up, so search stays current while a rebuild runs.
 const REBUILD_BATCH: i64 = 500;
@@ -535,11 +540,56 @@ impl SearchIndex {
         Ok(s)
     }
 
+    /// Takes the index root for this process's indexer: an exclusive lock on `LOCK` in the
+    /// root, held while the returned guard lives. `None` when another process (a second node
+    /// sharing the data directory) holds it; that process then builds and writes, and this one
+    /// follows its generations with `follow_owner`.
+    pub fn lock_for_writing(&self) -> Result<Option<IndexLock>> {
+        let path = self.root.join(LOCK);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| SearchError::Dir(format!("{}: {e}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(IndexLock(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(SearchError::Dir(format!("{}: {e}", path.display())))
+            }
+        }
+    }
+
     /// Removes the directories of other generations (a rebuild that a crash interrupted, one
-    /// replaced just before a crash) and files of the layout before generations. Called by
-    /// the indexer before it takes the writer: it alone builds generations.
-    pub fn remove_stale_generations(&self) {
+    /// replaced just before a crash) and files of the layout before generations. Only under
+    /// the root's lock (`lock_for_writing`): its holder alone builds generations.
+    pub fn remove_stale_generations(&self, _lock: &IndexLock) {
         remove_other_generations(&self.root, &self.live().dir);
+    }
+
+    /// For a process without the root's lock: moves to the generation `CURRENT` names, or
+    /// reloads the live one, so searches see what the lock holder committed.
+    pub fn follow_owner(&self) -> Result<()> {
+        let named = std::fs::read_to_string(self.root.join(CURRENT))
+            .ok()
+            .map(|n| n.trim().to_string())
+            .filter(|n| is_generation_name(n));
+        let live = self.live();
+        match named {
+            Some(name) if self.root.join(&name) != live.dir && self.root.join(&name).is_dir() => {
+                let next = Arc::new(Generation::open(&self.root.join(&name), &self.analyzer)?);
+                self.applied
+                    .store(watermark_of(&next.index)?.hwm, Ordering::SeqCst);
+                *self.live.write().unwrap_or_else(|e| e.into_inner()) = next;
+            }
+            _ => {
+                live.reader.reload()?;
+                self.applied
+                    .store(watermark_of(&live.index)?.hwm, Ordering::SeqCst);
+            }
+        }
+        Ok(())
     }
 
     fn live(&self) -> Arc<Generation> {
@@ -680,9 +730,28 @@ impl SearchIndex {
     }
 
     /// Applies the changes after `mark` to `generation`, one commit per batch. A follower
-    /// whose mark differs from the committed one (a failed batch, another generation) starts
-    /// again from the mark.
+    /// whose mark differs from the committed one (another generation) starts again from the
+    /// mark; after a failed batch it is dropped, so late arrivals it had already handed out are
+    /// read again (from the mark, with the restart rescan) rather than lost.
     async fn follow(
+        &self,
+        store: &Store,
+        generation: &Generation,
+        writer: &Mutex<IndexWriter>,
+        follower: &mut Option<ChangeFollower>,
+        mark: Watermark,
+        live: bool,
+    ) -> Result<usize> {
+        let result = self
+            .follow_with(store, generation, writer, follower, mark, live)
+            .await;
+        if result.is_err() {
+            *follower = None;
+        }
+        result
+    }
+
+    async fn follow_with(
         &self,
         store: &Store,
         generation: &Generation,
@@ -726,7 +795,8 @@ impl SearchIndex {
     /// Builds `generation` in a new directory from every stored item while the live generation
     /// keeps serving and following changes, then switches: `CURRENT` names the new directory,
     /// searches and the indexer's writer move to it, the old directory is removed. A crash
-    /// before the switch leaves the old generation live and the next start builds again.
+    /// before the switch leaves the old generation live and the next start builds again; an
+    /// error removes the new directory and the next call starts over.
     async fn rebuild(
         &self,
         store: &Store,
@@ -736,21 +806,29 @@ impl SearchIndex {
         follow_live: bool,
     ) -> Result<usize> {
         let dir = next_generation_dir(&self.root)?;
-        let next = Generation::open(&dir, &self.analyzer)?;
-        let writer = Mutex::new(next.index.writer(WRITER_BYTES)?);
-        let upto = store.last_change().await?;
-        let total = store.item_count().await?.max(0) as u64;
-        let progress = |done: u64| {
-            *self.rebuilding.lock().unwrap_or_else(|e| e.into_inner()) = Some(RebuildProgress {
-                generation,
-                items_done: done,
-                items_total: total.max(done),
-            });
+        let set_progress = |p: Option<RebuildProgress>| {
+            *self.rebuilding.lock().unwrap_or_else(|e| e.into_inner()) = p;
         };
-        progress(0);
-        tracing::info!(generation, items = total, dir = %dir.display(), "rebuilding the index in a new generation");
+        let mut slot: Option<(Generation, Mutex<IndexWriter>)> = None;
         let mut next_follower = None;
         let built = async {
+            let next = Generation::open(&dir, &self.analyzer)?;
+            let writer = Mutex::new(next.index.writer(WRITER_BYTES)?);
+            let (next, writer) = {
+                let (g, w) = slot.insert((next, writer));
+                (&*g, &*w)
+            };
+            let upto = store.last_change().await?;
+            let total = store.item_count().await?.max(0) as u64;
+            let progress = |done: u64| {
+                set_progress(Some(RebuildProgress {
+                    generation,
+                    items_done: done,
+                    items_total: total.max(done),
+                }))
+            };
+            progress(0);
+            tracing::info!(generation, items = total, dir = %dir.display(), "rebuilding the index in a new generation");
             let mut done = 0u64;
             let mut after = 0;
             loop {
@@ -759,7 +837,7 @@ impl SearchIndex {
                 after = last;
                 let items = store.items(&ids).await?;
                 done += items.len() as u64;
-                with_writer(&writer, |w| {
+                with_writer(writer, |w| {
                     for item in &items {
                         w.add_document(self.document(item))?;
                     }
@@ -778,23 +856,33 @@ impl SearchIndex {
                 hwm: upto,
                 generation,
             };
-            self.commit(&next, &writer, mark, false)?;
+            self.commit(next, writer, mark, false)?;
             // Changes made during the build, then the switch.
-            self.follow(store, &next, &writer, &mut next_follower, mark, false)
+            self.follow(store, next, writer, &mut next_follower, mark, false)
                 .await?;
+            set_current(&self.root, &dir)?;
             Ok::<u64, SearchError>(done)
         }
         .await;
         let done = match built {
             Ok(done) => done,
             Err(e) => {
-                *self.rebuilding.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                drop(writer);
+                set_progress(None);
+                if let Some((_, writer)) = slot {
+                    // Merges still running would write into the directory being removed.
+                    let w = writer.into_inner().unwrap_or_else(|e| e.into_inner());
+                    let _ = w.wait_merging_threads();
+                }
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(e);
             }
         };
-        set_current(&self.root, &dir)?;
+        let Some((next, writer)) = slot else {
+            return Err(SearchError::Dir(format!(
+                "{}: no generation built",
+                dir.display()
+            )));
+        };
         let next = Arc::new(next);
         let old = std::mem::replace(
             &mut *self.live.write().unwrap_or_else(|e| e.into_inner()),
@@ -805,15 +893,20 @@ impl SearchIndex {
             &mut *live_writer.lock().unwrap_or_else(|e| e.into_inner()),
             new_writer,
         );
-        drop(old_writer);
         *live_follower = next_follower;
-        self.applied
-            .store(watermark_of(&next.index)?.hwm, Ordering::SeqCst);
-        // Searches still holding the old generation keep their memory maps; the files go.
+        match watermark_of(&next.index) {
+            Ok(w) => self.applied.store(w.hwm, Ordering::SeqCst),
+            Err(e) => tracing::warn!(error = %e, "new generation's watermark unreadable"),
+        }
+        // The old writer's merges finish before its directory goes; searches still holding
+        // the old generation keep their memory maps.
+        if let Err(e) = old_writer.wait_merging_threads() {
+            tracing::warn!(error = %e, "old index generation's merges ended with an error");
+        }
         if let Err(e) = std::fs::remove_dir_all(&old.dir) {
             tracing::warn!(error = %e, dir = %old.dir.display(), "old index generation not removed");
         }
-        *self.rebuilding.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        set_progress(None);
         tracing::info!(generation, items = done, dir = %dir.display(), "switched to the new index generation");
         Ok(done as usize)
     }
@@ -1288,7 +1381,7 @@ fn remove_other_generations(root: &Path, keep: &Path) {
     }
     for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
         let name = e.file_name();
-        let legacy = name != CURRENT && e.file_type().is_ok_and(|t| t.is_file());
+        let legacy = name != CURRENT && name != LOCK && e.file_type().is_ok_and(|t| t.is_file());
         if legacy {
             let _ = std::fs::remove_file(e.path());
         }

@@ -333,3 +333,46 @@ async fn search_answers_in_full_while_a_new_generation_is_built() {
         .await;
     assert_eq!(total(&ok), 1);
 }
+
+/// Two processes sharing a data directory: the first indexer locks the index root; another
+/// one does not write or clean up there, but follows the holder's generations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_indexer_on_the_same_root_follows_instead_of_writing() {
+    let app = app_with_docs().await;
+    let root = app.state.index.live_dir().parent().unwrap().to_path_buf();
+    let other = kizashi::search::SearchIndex::open(
+        &root,
+        app.state.pipeline.analyzer(),
+        Default::default(),
+    )
+    .unwrap();
+    assert!(
+        other.lock_for_writing().unwrap().is_none(),
+        "the app's indexer holds the root"
+    );
+    app.state
+        .store
+        .set_meta("reindex_generation", "1")
+        .await
+        .unwrap();
+    app.state.index_notify.notify_one();
+    for _ in 0..200 {
+        if app.state.index.committed_watermark().unwrap().generation == 1
+            && app.state.index.rebuild_progress().is_none()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.state.index.committed_watermark().unwrap().generation, 1);
+    other.follow_owner().unwrap();
+    assert_eq!(other.live_dir(), app.state.index.live_dir());
+    assert_eq!(other.committed_watermark().unwrap().generation, 1);
+    let req = kizashi::search::SearchRequest {
+        q: "京都".into(),
+        limit: 10,
+        ..Default::default()
+    };
+    let found = other.search(&app.state.store, &req).await.unwrap();
+    assert!(found.total >= 1, "the follower searches the new generation");
+}
