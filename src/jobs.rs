@@ -401,9 +401,16 @@ pub fn spawn_indexer(
             };
             let mut follower = None;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                match state.index.catch_up(&state.store, &writer, &mut follower).await {
+                match state
+                    .index
+                    .catch_up(&state.store, &writer, &mut follower, &stop)
+                    .await
+                {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(changes = n, "index caught up"),
+                    Err(crate::search::SearchError::Stopped) => {
+                        tracing::info!("index rebuild abandoned for shutdown; the next start builds again")
+                    }
                     Err(e) => {
                         crate::metrics::global().stage_error(crate::metrics::Stage::Index, 1);
                         tracing::error!(error = %e, "indexing failed; will retry")

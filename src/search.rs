@@ -35,6 +35,10 @@ pub enum SearchError {
     /// The query is larger than the complexity budget allows (a helpful message).
     #[error("{0}")]
     TooComplex(String),
+    /// The process is shutting down: a rebuild in progress was abandoned (the next start
+    /// builds again).
+    #[error("the index rebuild was stopped by shutdown")]
+    Stopped,
     /// The search ran past its time budget and was stopped.
     #[error("the search took longer than its {0:?} budget")]
     OverBudget(std::time::Duration),
@@ -706,6 +710,7 @@ impl SearchIndex {
         store: &Store,
         writer: &Mutex<IndexWriter>,
         follower: &mut Option<ChangeFollower>,
+        stop: &AtomicBool,
     ) -> Result<usize> {
         let mark = self.committed_watermark()?;
         let generation: i64 = store
@@ -718,7 +723,7 @@ impl SearchIndex {
             // An index that never committed has nothing to serve meanwhile.
             let follow_live = mark.generation >= 0;
             applied += self
-                .rebuild(store, writer, follower, generation, follow_live)
+                .rebuild(store, writer, follower, generation, follow_live, stop)
                 .await?;
         }
         let live = self.live();
@@ -804,6 +809,7 @@ impl SearchIndex {
         live_follower: &mut Option<ChangeFollower>,
         generation: i64,
         follow_live: bool,
+        stop: &AtomicBool,
     ) -> Result<usize> {
         let dir = next_generation_dir(&self.root)?;
         let set_progress = |p: Option<RebuildProgress>| {
@@ -832,6 +838,10 @@ impl SearchIndex {
             let mut done = 0u64;
             let mut after = 0;
             loop {
+                // A shutdown does not wait for a whole rebuild.
+                if stop.load(Ordering::SeqCst) {
+                    return Err(SearchError::Stopped);
+                }
                 let ids = store.item_ids_after(after, REBUILD_BATCH).await?;
                 let Some(&last) = ids.last() else { break };
                 after = last;

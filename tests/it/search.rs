@@ -376,3 +376,44 @@ async fn a_second_indexer_on_the_same_root_follows_instead_of_writing() {
     let found = other.search(&app.state.store, &req).await.unwrap();
     assert!(found.total >= 1, "the follower searches the new generation");
 }
+
+/// A shutdown during a rebuild abandons it between batches: the error says so, the half-built
+/// directory is gone and the live generation is untouched (the next start builds again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_stopped_by_shutdown_leaves_the_live_generation() {
+    let app = app_with_docs().await;
+    let root = tempfile::tempdir().unwrap();
+    let index = kizashi::search::SearchIndex::open(
+        root.path(),
+        app.state.pipeline.analyzer(),
+        Default::default(),
+    )
+    .unwrap();
+    let live = index.live_dir();
+    let writer = std::sync::Mutex::new(index.writer().unwrap());
+    let stop = std::sync::atomic::AtomicBool::new(true);
+    let err = index
+        .catch_up(&app.state.store, &writer, &mut None, &stop)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kizashi::search::SearchError::Stopped),
+        "{err}"
+    );
+    let dirs: Vec<_> = std::fs::read_dir(root.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(dirs, vec![live.clone()], "only the live generation is left");
+    assert!(index.rebuild_progress().is_none());
+    // Without the stop it completes and switches.
+    stop.store(false, std::sync::atomic::Ordering::SeqCst);
+    let n = index
+        .catch_up(&app.state.store, &writer, &mut None, &stop)
+        .await
+        .unwrap();
+    assert!(n >= 10, "{n}");
+    assert_ne!(index.live_dir(), live);
+}
