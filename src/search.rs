@@ -502,14 +502,8 @@ impl SearchIndex {
         analyzer: Arc<Analyzer>,
         aliases: std::collections::HashMap<String, String>,
     ) -> Result<Self> {
-        let dir_err =
-            |p: &Path, e: std::io::Error| SearchError::Dir(format!("{}: {e}", p.display()));
-        std::fs::create_dir_all(root).map_err(|e| dir_err(root, e))?;
-        let named = std::fs::read_to_string(root.join(CURRENT))
-            .ok()
-            .map(|n| n.trim().to_string())
-            .filter(|n| is_generation_name(n) && root.join(n).is_dir());
-        let live = match named {
+        std::fs::create_dir_all(root).map_err(dir_error(root))?;
+        let live = match current_name(root).filter(|n| root.join(n).is_dir()) {
             Some(name) => match Generation::open(&root.join(&name), &analyzer) {
                 Ok(g) => Some(g),
                 Err(SearchError::Index(e)) => {
@@ -555,13 +549,11 @@ impl SearchIndex {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| SearchError::Dir(format!("{}: {e}", path.display())))?;
+            .map_err(dir_error(&path))?;
         match file.try_lock() {
             Ok(()) => Ok(Some(IndexLock(file))),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(SearchError::Dir(format!("{}: {e}", path.display())))
-            }
+            Err(std::fs::TryLockError::Error(e)) => Err(dir_error(&path)(e)),
         }
     }
 
@@ -575,14 +567,11 @@ impl SearchIndex {
     /// For a process without the root's lock: moves to the generation `CURRENT` names, or
     /// reloads the live one, so searches see what the lock holder committed.
     pub fn follow_owner(&self) -> Result<()> {
-        let named = std::fs::read_to_string(self.root.join(CURRENT))
-            .ok()
-            .map(|n| n.trim().to_string())
-            .filter(|n| is_generation_name(n));
+        let named = current_name(&self.root).map(|n| self.root.join(n));
         let live = self.live();
         match named {
-            Some(name) if self.root.join(&name) != live.dir && self.root.join(&name).is_dir() => {
-                let next = Arc::new(Generation::open(&self.root.join(&name), &self.analyzer)?);
+            Some(dir) if dir != live.dir && dir.is_dir() => {
+                let next = Arc::new(Generation::open(&dir, &self.analyzer)?);
                 self.applied
                     .store(watermark_of(&next.index)?.hwm, Ordering::SeqCst);
                 *self.live.write().unwrap_or_else(|e| e.into_inner()) = next;
@@ -815,15 +804,17 @@ impl SearchIndex {
         let set_progress = |p: Option<RebuildProgress>| {
             *self.rebuilding.lock().unwrap_or_else(|e| e.into_inner()) = p;
         };
-        let mut slot: Option<(Generation, Mutex<IndexWriter>)> = None;
+        let opened = Generation::open(&dir, &self.analyzer)
+            .and_then(|g| Ok((g.index.writer(WRITER_BYTES)?, g)));
+        let (writer, next) = match opened {
+            Ok((w, g)) => (Mutex::new(w), g),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         let mut next_follower = None;
         let built = async {
-            let next = Generation::open(&dir, &self.analyzer)?;
-            let writer = Mutex::new(next.index.writer(WRITER_BYTES)?);
-            let (next, writer) = {
-                let (g, w) = slot.insert((next, writer));
-                (&*g, &*w)
-            };
             let upto = store.last_change().await?;
             let total = store.item_count().await?.max(0) as u64;
             let progress = |done: u64| {
@@ -847,7 +838,7 @@ impl SearchIndex {
                 after = last;
                 let items = store.items(&ids).await?;
                 done += items.len() as u64;
-                with_writer(writer, |w| {
+                with_writer(&writer, |w| {
                     for item in &items {
                         w.add_document(self.document(item))?;
                     }
@@ -866,42 +857,33 @@ impl SearchIndex {
                 hwm: upto,
                 generation,
             };
-            self.commit(next, writer, mark, false)?;
+            self.commit(&next, &writer, mark, false)?;
             // Changes made during the build, then the switch.
-            self.follow(store, next, writer, &mut next_follower, mark, false)
+            self.follow(store, &next, &writer, &mut next_follower, mark, false)
                 .await?;
             set_current(&self.root, &dir)?;
             Ok::<u64, SearchError>(done)
         }
         .await;
+        let writer = writer.into_inner().unwrap_or_else(|e| e.into_inner());
         let done = match built {
             Ok(done) => done,
             Err(e) => {
                 set_progress(None);
-                if let Some((_, writer)) = slot {
-                    // Merges still running would write into the directory being removed.
-                    let w = writer.into_inner().unwrap_or_else(|e| e.into_inner());
-                    let _ = w.wait_merging_threads();
-                }
+                // Merges still running would write into the directory being removed.
+                let _ = writer.wait_merging_threads();
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(e);
             }
-        };
-        let Some((next, writer)) = slot else {
-            return Err(SearchError::Dir(format!(
-                "{}: no generation built",
-                dir.display()
-            )));
         };
         let next = Arc::new(next);
         let old = std::mem::replace(
             &mut *self.live.write().unwrap_or_else(|e| e.into_inner()),
             next.clone(),
         );
-        let new_writer = writer.into_inner().unwrap_or_else(|e| e.into_inner());
         let old_writer = std::mem::replace(
             &mut *live_writer.lock().unwrap_or_else(|e| e.into_inner()),
-            new_writer,
+            writer,
         );
         *live_follower = next_follower;
         match watermark_of(&next.index) {
@@ -1284,8 +1266,7 @@ fn facet_counts(
 impl Generation {
     /// Opens or creates the index in `dir` with the one schema and the tokenizers by role.
     fn open(dir: &Path, analyzer: &Arc<Analyzer>) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| SearchError::Dir(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(dir_error(dir))?;
         let mmap = tantivy::directory::MmapDirectory::open(dir)
             .map_err(|e| SearchError::Dir(format!("{}: {e}", dir.display())))?;
         let index = Index::open_or_create(mmap, schema().0)?;
@@ -1325,10 +1306,24 @@ fn with_writer<T>(
     Ok(f(&mut w)?)
 }
 
+fn dir_error(path: &Path) -> impl Fn(std::io::Error) -> SearchError + Copy + '_ {
+    move |e| SearchError::Dir(format!("{}: {e}", path.display()))
+}
+
 /// Generation directories are `g` and a number: `g1`, `g2`, …
-fn is_generation_name(name: &str) -> bool {
-    name.strip_prefix('g')
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+fn generation_number(name: &str) -> Option<u64> {
+    let n = name.strip_prefix('g')?;
+    n.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| n.parse().ok())
+        .flatten()
+}
+
+/// The generation directory `CURRENT` names, if it names one.
+fn current_name(root: &Path) -> Option<String> {
+    let name = std::fs::read_to_string(root.join(CURRENT)).ok()?;
+    let name = name.trim();
+    generation_number(name).map(|_| name.to_string())
 }
 
 fn generation_dirs(root: &Path) -> Vec<(u64, PathBuf)> {
@@ -1336,11 +1331,7 @@ fn generation_dirs(root: &Path) -> Vec<(u64, PathBuf)> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let n = name.strip_prefix('g')?.parse().ok()?;
-            is_generation_name(&name).then(|| (n, e.path()))
-        })
+        .filter_map(|e| Some((generation_number(e.file_name().to_str()?)?, e.path())))
         .collect()
 }
 
@@ -1354,8 +1345,7 @@ fn next_generation_dir(root: &Path) -> Result<PathBuf> {
         + 1;
     let dir = root.join(format!("g{n}"));
     if dir.exists() {
-        std::fs::remove_dir_all(&dir)
-            .map_err(|e| SearchError::Dir(format!("{}: {e}", dir.display())))?;
+        std::fs::remove_dir_all(&dir).map_err(dir_error(&dir))?;
     }
     Ok(dir)
 }
@@ -1367,7 +1357,7 @@ fn set_current(root: &Path, dir: &Path) -> Result<()> {
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| SearchError::Dir(format!("{}: not a generation", dir.display())))?;
-    let io = |e: std::io::Error| SearchError::Dir(format!("{}: {e}", root.display()));
+    let io = dir_error(root);
     let tmp = root.join(format!("{CURRENT}.tmp"));
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
     f.write_all(name.as_bytes()).map_err(io)?;

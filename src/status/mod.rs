@@ -91,10 +91,8 @@ pub struct Page {
     identity: Bytes,
     gzip: Bytes,
     br: Bytes,
-    etags: [String; 3],
-    /// The same tags and the content type as header values, so serving copies no header text.
-    etag_values: [HeaderValue; 3],
-    pub content_type_value: HeaderValue,
+    /// Prepared as header values, so serving copies no header text.
+    etags: [HeaderValue; 3],
     hash: String,
 }
 
@@ -114,18 +112,17 @@ impl Page {
             let mut w = brotli::CompressorWriter::new(&mut br, 4096, 9, 22);
             w.write_all(&identity)?;
         }
-        let tag = |suffix: &str| format!("\"{}{suffix}\"", &hash[..32]);
-        let etags = [tag(""), tag("-gz"), tag("-br")];
-        // Hex digits and quotes, and our own content types: always valid header values.
-        let value = |v: &str| HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static(""));
+        // Hex digits and quotes: always a valid header value.
+        let tag = |suffix: &str| {
+            HeaderValue::from_str(&format!("\"{}{suffix}\"", &hash[..32]))
+                .unwrap_or(HeaderValue::from_static(""))
+        };
         Ok(Self {
             content_type,
             identity: identity.into(),
             gzip: gzip.into(),
             br: br.into(),
-            etag_values: [value(&etags[0]), value(&etags[1]), value(&etags[2])],
-            content_type_value: value(content_type),
-            etags,
+            etags: [tag(""), tag("-gz"), tag("-br")],
             hash,
         })
     }
@@ -139,17 +136,13 @@ impl Page {
         }
     }
 
-    /// `etag` as a header value.
-    pub fn etag_value(&self, e: Encoding) -> &HeaderValue {
-        match e {
-            Encoding::Identity => &self.etag_values[0],
-            Encoding::Gzip => &self.etag_values[1],
-            Encoding::Brotli => &self.etag_values[2],
-        }
-    }
-
     /// A strong ETag per encoding: the bytes differ, so the tags must too.
     pub fn etag(&self, e: Encoding) -> &str {
+        self.etag_value(e).to_str().unwrap_or_default()
+    }
+
+    /// `etag` as the header value it is kept as.
+    pub fn etag_value(&self, e: Encoding) -> &HeaderValue {
         match e {
             Encoding::Identity => &self.etags[0],
             Encoding::Gzip => &self.etags[1],

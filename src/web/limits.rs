@@ -185,7 +185,11 @@ pub async fn edge(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let start = std::time::Instant::now();
     let route = super::observe::route_label(req.request());
-    let log = super::observe::log_line(req.request(), &route);
+    // The pre-rendered status documents are a lookup in memory: they cannot hang, and during a
+    // rush a timer per request is their largest cost here, so they go without one (and
+    // without an access-log line).
+    let prerendered = super::observe::is_fixed_document(&route);
+    let log = (!prerendered).then(|| super::observe::log_line(req.request()));
     let class = rate_class(req.path());
     let limited = match class {
         RateClass::Unlimited => None,
@@ -193,9 +197,6 @@ pub async fn edge(
             .app_data::<web::Data<RateLimits>>()
             .and_then(|limits| limits.check(class, req.request()).err()),
     };
-    // The pre-rendered status documents are a lookup in memory: they cannot hang, and during a
-    // rush a timer per request is their largest cost here, so they go without one.
-    let prerendered = super::STATUS_PATHS.contains(&route.as_ref()) && !route.contains('{');
     let result = match limited {
         Some(secs) => Ok(req.into_response(WebError::TooManyRequests(secs).error_response())),
         None if prerendered => serve_prerendered(req, next).await,

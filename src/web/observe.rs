@@ -21,22 +21,24 @@ pub(super) fn route_label(req: &actix_web::HttpRequest) -> Cow<'static, str> {
     }
 }
 
-/// What the access log needs of a request, taken before the request moves on; `None` for the
-/// fixed public status documents: during a rush they are most of the traffic, and a log line
-/// costs more than serving them.
+/// Whether a route label is one of the fixed public status documents (not a pattern).
+pub(super) fn is_fixed_document(route: &str) -> bool {
+    super::STATUS_PATHS.contains(&route) && !route.contains('{')
+}
+
+/// What the access log needs of a request, taken before the request moves on. The fixed
+/// public status documents go without: during a rush they are most of the traffic, and a log
+/// line costs more than serving them.
 pub(super) struct LogLine {
     method: actix_web::http::Method,
     uri: actix_web::http::Uri,
 }
 
-pub(super) fn log_line(req: &actix_web::HttpRequest, route: &str) -> Option<LogLine> {
-    if super::STATUS_PATHS.contains(&route) && !route.contains('{') {
-        return None;
-    }
-    Some(LogLine {
+pub(super) fn log_line(req: &actix_web::HttpRequest) -> LogLine {
+    LogLine {
         method: req.method().clone(),
         uri: req.uri().clone(),
-    })
+    }
 }
 
 /// Records one answered request in the metrics and the access log (target `kizashi::http`,

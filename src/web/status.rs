@@ -39,25 +39,28 @@ pub(super) async fn respond(
             .get(header::ACCEPT_ENCODING)
             .and_then(|v| v.to_str().ok()),
     );
-    let etag = page.etag(enc);
+    let etag = page.etag_value(enc);
     let matched = req
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| none_match(v, etag));
+        .is_some_and(|v| none_match(v, etag.to_str().unwrap_or_default()));
     let mut resp = if matched {
         HttpResponse::NotModified()
     } else {
         HttpResponse::Ok()
     };
     // Header values prepared with the bytes: nothing is parsed or copied per request.
-    resp.insert_header((header::ETAG, page.etag_value(enc).clone()))
+    resp.insert_header((header::ETAG, etag.clone()))
         .insert_header((header::VARY, HeaderValue::from_static("Accept-Encoding")))
         .insert_header((header::CACHE_CONTROL, state.status.cache_control.clone()));
     if matched {
         return Ok(resp.finish());
     }
-    resp.insert_header((header::CONTENT_TYPE, page.content_type_value.clone()));
+    resp.insert_header((
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(page.content_type),
+    ));
     if enc != Encoding::Identity {
         resp.insert_header((
             header::CONTENT_ENCODING,

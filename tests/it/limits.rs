@@ -31,6 +31,22 @@ async fn error_of(r: reqwest::Response) -> (u16, String) {
     (status, body["error"].as_str().unwrap_or("").to_string())
 }
 
+/// POSTs `body` as-is with the given content type.
+async fn post_raw(
+    app: &TestApp,
+    path: &str,
+    content_type: &str,
+    body: String,
+) -> reqwest::Response {
+    app.client
+        .post(format!("{}{path}", app.base))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_the_limit_get_413_and_analyze_takes_a_thousand_texts() {
     let app = app_with("", "", &[]).await;
@@ -46,28 +62,14 @@ async fn bodies_over_the_limit_get_413_and_analyze_takes_a_thousand_texts() {
         .collect();
     let body = serde_json::json!({ "texts": texts }).to_string();
     assert!(body.len() > 256 * 1024, "{}", body.len());
-    let r = app
-        .client
-        .post(format!("{}/api/analyze", app.base))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_raw(&app, "/api/analyze", "application/json", body).await;
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["results"].as_array().unwrap().len(), 1000);
 
     // Past 4 MiB even analyze refuses, with the error format and 413.
     let huge = serde_json::json!({ "texts": ["あ".repeat(1_500_000)] }).to_string();
-    let r = app
-        .client
-        .post(format!("{}/api/analyze", app.base))
-        .header("content-type", "application/json")
-        .body(huge)
-        .send()
-        .await
-        .unwrap();
+    let r = post_raw(&app, "/api/analyze", "application/json", huge).await;
     let (status, msg) = error_of(r).await;
     assert_eq!(status, 413, "{msg}");
     assert!(msg.contains("at most 4194304 bytes"), "{msg}");
@@ -75,28 +77,14 @@ async fn bodies_over_the_limit_get_413_and_analyze_takes_a_thousand_texts() {
     // Other JSON endpoints stop at 256 KiB.
     let big = serde_json::json!({ "name": "x", "query": "q=".to_string() + &"a".repeat(300_000) })
         .to_string();
-    let r = app
-        .client
-        .post(format!("{}/api/saved-searches", app.base))
-        .header("content-type", "application/json")
-        .body(big)
-        .send()
-        .await
-        .unwrap();
+    let r = post_raw(&app, "/api/saved-searches", "application/json", big).await;
     let (status, msg) = error_of(r).await;
     assert_eq!(status, 413, "{msg}");
     assert!(msg.contains("at most 262144 bytes"), "{msg}");
 
     // Forms too.
     let form = format!("name=admin&password={}", "p".repeat(300_000));
-    let r = app
-        .client
-        .post(format!("{}/login", app.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
-        .await
-        .unwrap();
+    let r = post_raw(&app, "/login", "application/x-www-form-urlencoded", form).await;
     let (status, msg) = error_of(r).await;
     assert_eq!(status, 413, "{msg}");
 }
