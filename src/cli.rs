@@ -667,7 +667,8 @@ struct ImportLine {
     author: Option<String>,
 }
 
-fn parse_import_line(line: &str) -> Result<RawItem, String> {
+/// Parses one line of an import file into a raw item (also used by the ingest benchmarks).
+pub fn parse_import_line(line: &str) -> Result<RawItem, String> {
     let l: ImportLine = serde_json::from_str(line).map_err(|e| e.to_string())?;
     let published = chrono::DateTime::parse_from_rfc3339(l.published_at.trim())
         .map_err(|e| format!("published_at {:?} is not RFC 3339: {e}", l.published_at))?;
@@ -692,6 +693,9 @@ fn parse_import_line(line: &str) -> Result<RawItem, String> {
     })
 }
 
+/// Items per import transaction.
+const IMPORT_BATCH: usize = 500;
+
 async fn import(settings: Settings, clock: SharedClock, file: &str) -> anyhow::Result<ExitCode> {
     let reader: Box<dyn BufRead> = if file == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
@@ -701,6 +705,25 @@ async fn import(settings: Settings, clock: SharedClock, file: &str) -> anyhow::R
         ))
     };
     let state = AppState::open(settings, clock).await?;
+    // Two stages overlap: while one batch is written (one transaction), the next is analyzed
+    // on every core.
+    type Analyzing =
+        tokio::task::JoinHandle<Result<crate::pipeline::Prepared, crate::store::StoreError>>;
+    let analyze = |state: &AppState, batch: Vec<RawItem>| -> Analyzing {
+        let (pipeline, store) = (state.pipeline.clone(), state.store.clone());
+        tokio::spawn(async move { pipeline.prepare_batch(&store, batch, true).await })
+    };
+    async fn store(
+        state: &AppState,
+        analyzing: Analyzing,
+    ) -> anyhow::Result<crate::pipeline::IngestReport> {
+        let prepared = analyzing.await.context("analysis task failed")??;
+        Ok(state
+            .pipeline
+            .store_batch(&state.store, prepared, state.clock.now())
+            .await?)
+    }
+    let mut analyzing: Option<Analyzing> = None;
     let mut batch = Vec::new();
     let mut report = crate::pipeline::IngestReport::default();
     let mut bad = 0u64;
@@ -725,19 +748,17 @@ async fn import(settings: Settings, clock: SharedClock, file: &str) -> anyhow::R
                 bad += 1;
             }
         }
-        if batch.len() >= 500 {
-            let r = state
-                .pipeline
-                .import(&state.store, std::mem::take(&mut batch), state.clock.now())
-                .await?;
-            merge(&mut report, r);
+        if batch.len() >= IMPORT_BATCH {
+            let next = analyze(&state, std::mem::take(&mut batch));
+            if let Some(prev) = analyzing.replace(next) {
+                merge(&mut report, store(&state, prev).await?);
+            }
         }
     }
-    let r = state
-        .pipeline
-        .import(&state.store, batch, state.clock.now())
-        .await?;
-    merge(&mut report, r);
+    let last = analyze(&state, batch);
+    for prepared in analyzing.into_iter().chain([last]) {
+        merge(&mut report, store(&state, prepared).await?);
+    }
     for e in &report.errors {
         eprintln!("skipped: {e}");
     }

@@ -28,10 +28,19 @@ pub struct IngestReport {
     pub errors: Vec<String>,
 }
 
+/// Cheap to clone (shared analyzer and classifier), so a batch can be analyzed on other
+/// threads while the previous one is written.
+#[derive(Clone)]
 pub struct Pipeline {
     analyzer: Arc<Analyzer>,
-    classifier: Classifier,
+    classifier: Arc<Classifier>,
     version: i64,
+}
+
+/// A batch analyzed and ready to store, with what was skipped or failed on the way.
+pub struct Prepared {
+    items: Vec<NewItem>,
+    report: IngestReport,
 }
 
 impl Pipeline {
@@ -40,7 +49,7 @@ impl Pipeline {
         let classifier = Classifier::new(dicts, &analyzer)?;
         Ok(Self {
             analyzer,
-            classifier,
+            classifier: Arc::new(classifier),
             version: analysis_version(dicts),
         })
     }
@@ -211,9 +220,20 @@ impl Pipeline {
         now: DateTime<Utc>,
         imported: bool,
     ) -> Result<IngestReport, StoreError> {
+        let prepared = self.prepare_batch(store, raws, imported).await?;
+        self.store_batch(store, prepared, now).await
+    }
+
+    /// Analyzes a batch on every core, off the async threads, leaving out items stored before
+    /// with the same content and analysis version (a feed repeats most of its items on every
+    /// fetch). `imported`: history loaded after the fact (see `import`).
+    pub async fn prepare_batch(
+        &self,
+        store: &Store,
+        raws: Vec<RawItem>,
+        imported: bool,
+    ) -> Result<Prepared, StoreError> {
         let mut report = IngestReport::default();
-        // Items stored before with the same content and analysis version are not analyzed
-        // again (a feed repeats most of its items on every fetch).
         let prints: Vec<Option<(String, String)>> = raws
             .iter()
             .map(|r| fingerprint(r).ok().map(|(_, id, hash)| (id, hash)))
@@ -230,20 +250,35 @@ impl Pipeline {
             }
             todo.push(raw);
         }
-        let mut ready = Vec::with_capacity(todo.len());
-        for (url, prepared) in self.prepare_all(todo) {
+        let pipeline = self.clone();
+        let prepared = tokio::task::spawn_blocking(move || pipeline.prepare_all(todo))
+            .await
+            .map_err(|e| StoreError::Invalid(format!("analysis task failed: {e}")))?;
+        let mut items = Vec::with_capacity(prepared.len());
+        for (url, prepared) in prepared {
             match prepared {
-                Ok(item) => ready.push(NewItem { imported, ..item }),
+                Ok(item) => items.push(NewItem { imported, ..item }),
                 Err(e) => {
                     report.failed += 1;
                     report.errors.push(format!("{url}: {e}"));
                 }
             }
         }
+        crate::metrics::global().stage_error(crate::metrics::Stage::Analyze, report.failed);
+        Ok(Prepared { items, report })
+    }
+
+    /// Stores a prepared batch in one transaction; returns only after the commit.
+    pub async fn store_batch(
+        &self,
+        store: &Store,
+        prepared: Prepared,
+        now: DateTime<Utc>,
+    ) -> Result<IngestReport, StoreError> {
+        let Prepared { items, mut report } = prepared;
         let m = crate::metrics::global();
-        m.stage_error(crate::metrics::Stage::Analyze, report.failed);
         report.counts += store
-            .upsert_items(&ready, now)
+            .upsert_items(&items, now)
             .await
             .inspect_err(|_| m.stage_error(crate::metrics::Stage::Store, 1))?;
         m.items_ingested(report.counts.new, report.counts.updated);

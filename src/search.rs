@@ -191,6 +191,13 @@ pub struct JaTokenizer(pub Arc<Analyzer>, Form);
 impl Tokenizer for JaTokenizer {
     type TokenStream<'a> = PreTokenizedStream;
     fn token_stream<'a>(&'a mut self, text: &'a str) -> PreTokenizedStream {
+        if let Some(encoded) = text.strip_prefix(INDEXED_TOKENS) {
+            return PreTokenizedString {
+                text: String::new(),
+                tokens: decode_indexed(encoded),
+            }
+            .into();
+        }
         // A text the analyzer rejects yields no tokens rather than a panic.
         let tokens = self.0.tokenize(text).unwrap_or_default();
         let form = self.1;
@@ -218,6 +225,60 @@ impl Tokenizer for JaTokenizer {
             tokens,
         }
         .into()
+    }
+}
+
+/// Marks a document value that carries its tokens already in index form (written by
+/// `encode_indexed`): the stored tokens go to the index without being segmented again, and
+/// without tantivy's pre-tokenized values, which a document holds as JSON and parses back.
+/// Query text never starts with it (`strip_controls`).
+const INDEXED_TOKENS: &str = "\u{0}kz\u{0}";
+
+/// Appends tokens in index form: `POSITION \u{1} TEXT \u{0}` each (control characters, which
+/// no search can type, are dropped from the text).
+fn encode_indexed<'t>(
+    out: &mut String,
+    tokens: impl Iterator<Item = &'t crate::store::IndexToken>,
+    form: Form,
+    shift: usize,
+) {
+    use std::fmt::Write;
+    for t in tokens {
+        let text = form_of(t, form);
+        let _ = write!(out, "{}\u{1}", t.position + shift);
+        out.extend(text.chars().filter(|c| !matches!(c, '\u{0}' | '\u{1}')));
+        out.push('\u{0}');
+    }
+}
+
+fn decode_indexed(encoded: &str) -> Vec<TvToken> {
+    encoded
+        .split_terminator('\u{0}')
+        .filter_map(|entry| {
+            let (position, text) = entry.split_once('\u{1}')?;
+            Some(TvToken {
+                offset_from: 0,
+                offset_to: 0,
+                position: position.parse().ok()?,
+                text: text.to_string(),
+                position_length: 1,
+            })
+        })
+        .collect()
+}
+
+/// Query text without control characters (they mean nothing in a search, and a leading NUL
+/// must never read as pre-indexed tokens).
+pub fn strip_controls(q: &str) -> std::borrow::Cow<'_, str> {
+    if q.chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        q.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        q.into()
     }
 }
 
@@ -321,6 +382,10 @@ pub struct IndexLock(#[allow(dead_code)] std::fs::File);
 /// Items read from the database per step of a rebuild; between steps the live generation
 /// catches up, so search stays current while a rebuild runs.
 const REBUILD_BATCH: i64 = 500;
+/// Changes read from the database at a time while following.
+const FOLLOW_BATCH: i64 = 1000;
+/// Most changes applied between two commits while catching up.
+const COMMIT_EVERY: usize = 20_000;
 /// Memory budget of each index writer.
 const WRITER_BYTES: usize = 50_000_000;
 
@@ -407,6 +472,7 @@ pub const FACETS: [&str; 5] = ["service", "category", "sentiment", "source", "ki
 /// each also matches its base forms with two tokens of slop (不正利用 finds 不正に利用), and a
 /// service alias also matches the service's items (セブンペイ finds 7pay).
 pub fn expand_query(q: &str, service_of: impl Fn(&str) -> Option<String>) -> String {
+    let q = &*strip_controls(q);
     let mut out = String::with_capacity(q.len() * 2);
     let mut chars = q.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
@@ -618,56 +684,28 @@ impl SearchIndex {
 
     fn document(&self, item: &StoredItem) -> TantivyDocument {
         let f = self.fields;
-        let pre = |text: &str, toks: &[crate::store::IndexToken], form: Form| PreTokenizedString {
-            text: text.to_string(),
-            tokens: toks
-                .iter()
-                .map(|t| TvToken {
-                    offset_from: t.start,
-                    offset_to: t.end,
-                    position: t.position,
-                    text: form_of(t, form),
-                    position_length: 1,
-                })
-                .collect(),
+        let encoded = |parts: &[(&[crate::store::IndexToken], usize)], form: Form| {
+            let mut out =
+                String::with_capacity(16 + 24 * parts.iter().map(|p| p.0.len()).sum::<usize>());
+            out.push_str(INDEXED_TOKENS);
+            for (tokens, shift) in parts {
+                encode_indexed(&mut out, tokens.iter(), form, *shift);
+            }
+            out
         };
+        let (title, body) = (&item.tokens.title[..], &item.tokens.body[..]);
         let mut doc = TantivyDocument::default();
         doc.add_u64(f.id, item.id as u64);
-        doc.add_pre_tokenized_text(f.title, pre(&item.title, &item.tokens.title, Form::Surface));
-        doc.add_pre_tokenized_text(f.body, pre(&item.body, &item.tokens.body, Form::Surface));
+        doc.add_text(f.title, encoded(&[(title, 0)], Form::Surface));
+        doc.add_text(f.body, encoded(&[(body, 0)], Form::Surface));
         // Title and body share the base and reading fields; a position gap keeps phrases
         // from running across the two.
-        let gap = item
-            .tokens
-            .title
-            .iter()
-            .map(|t| t.position + 1)
-            .max()
-            .unwrap_or(0)
-            + 10;
-        let shifted: Vec<crate::store::IndexToken> = item
-            .tokens
-            .title
-            .iter()
-            .cloned()
-            .chain(item.tokens.body.iter().cloned().map(|mut t| {
-                t.position += gap;
-                t
-            }))
-            .collect();
-        let both = format!("{}\n{}", item.title, item.body);
-        let shift_offsets = |mut toks: Vec<crate::store::IndexToken>| {
-            let title_len = item.title.len() + 1;
-            let n_title = item.tokens.title.len();
-            for t in toks.iter_mut().skip(n_title) {
-                t.start += title_len;
-                t.end += title_len;
-            }
-            toks
-        };
-        let shifted = shift_offsets(shifted);
-        doc.add_pre_tokenized_text(f.base, pre(&both, &shifted, Form::Base));
-        doc.add_pre_tokenized_text(f.reading, pre(&both, &shifted, Form::Reading));
+        let gap = title.iter().map(|t| t.position + 1).max().unwrap_or(0) + 10;
+        doc.add_text(f.base, encoded(&[(title, 0), (body, gap)], Form::Base));
+        doc.add_text(
+            f.reading,
+            encoded(&[(title, 0), (body, gap)], Form::Reading),
+        );
         doc.add_text(f.grams, format!("{}\n{}", item.title, item.body));
         for s in &item.services {
             doc.add_text(f.services, s);
@@ -759,8 +797,11 @@ impl SearchIndex {
             Some(f) if f.hwm() == mark.hwm => f,
             _ => follower.insert(ChangeFollower::new(mark.hwm, store.dialect())),
         };
+        // A backlog (a start after a bulk import) is committed every COMMIT_EVERY changes, not
+        // every read batch: each commit writes a segment that merges must fold in again.
+        let mut uncommitted = 0;
         loop {
-            let changes = follower.next(store, 1000).await?;
+            let changes = follower.next(store, FOLLOW_BATCH).await?;
             if changes.is_empty() {
                 break;
             }
@@ -780,7 +821,14 @@ impl SearchIndex {
                 Ok(())
             })?;
             applied += changes.len();
+            uncommitted += changes.len();
             mark.hwm = follower.hwm();
+            if uncommitted >= COMMIT_EVERY || changes.len() < FOLLOW_BATCH as usize {
+                self.commit(generation, writer, mark, live)?;
+                uncommitted = 0;
+            }
+        }
+        if uncommitted > 0 {
             self.commit(generation, writer, mark, live)?;
         }
         Ok(applied)

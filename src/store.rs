@@ -35,7 +35,9 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 mod alerts;
 mod auth;
+mod items_write;
 mod status;
+mod tokens;
 pub use alerts::{AlertFilter, AlertRow, RollupRow};
 pub use auth::{AuditEntry, SetupCompletion, UserRow};
 pub use status::{ComponentInput, IncidentChange, MaintenanceInput, NewIncident, WebhookDelivery};
@@ -265,7 +267,7 @@ impl Store {
                             conn.execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
                                  PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;
-                                 PRAGMA cache_size = -65536;",
+                                 PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
                             )
                             .await?;
                             Ok(())
@@ -713,174 +715,59 @@ impl Store {
     ) -> Result<UpsertCounts> {
         let mut counts = UpsertCounts::default();
         let mut tx = self.write_tx().await?;
+        // What the batch finds stored, read once inside the write transaction.
+        let identities: Vec<&str> = items.iter().map(|i| i.identity.as_str()).collect();
+        let mut stored = stored_rows(&mut tx, &identities).await?;
+        // New items are written together; an identity met twice in a batch is written (the
+        // new items before it first) and then compared like a stored one.
+        let mut fresh: Vec<&NewItem> = Vec::new();
+        let mut fresh_ids: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for item in items {
-            let existing = sqlx::query(
-                "SELECT id, content_hash, analysis_version FROM items WHERE identity = $1",
-            )
-            .bind(&item.identity)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let analysis_json = serde_json::to_string(&item.analysis)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let tokens_json = serde_json::to_string(&item.tokens)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let id: i64 = match existing {
+            if fresh_ids.contains(item.identity.as_str()) {
+                let ids = items_write::insert_new(self.dialect, &mut tx, &fresh, now).await?;
+                for (i, id) in fresh.iter().zip(ids) {
+                    stored.insert(
+                        i.identity.clone(),
+                        StoredRow {
+                            id,
+                            content_hash: i.content_hash.clone(),
+                            analysis_version: i.analysis_version,
+                        },
+                    );
+                }
+                counts.new += fresh.len() as u64;
+                fresh.clear();
+                fresh_ids.clear();
+            }
+            match stored.get(&item.identity) {
+                None => {
+                    fresh_ids.insert(&item.identity);
+                    fresh.push(item);
+                }
                 Some(row)
                     if !rescore
-                        && row.get::<String, _>(1) == item.content_hash
-                        && row.get::<i64, _>(2) == item.analysis_version =>
+                        && row.content_hash == item.content_hash
+                        && row.analysis_version == item.analysis_version =>
                 {
                     counts.unchanged += 1;
-                    continue;
                 }
                 Some(row) => {
-                    let id: i64 = row.get(0);
-                    // first_seen_at never changes; the publication date is re-clamped to it.
-                    let first_seen: i64 =
-                        sqlx::query("SELECT first_seen_at FROM items WHERE id = $1")
-                            .bind(id)
-                            .fetch_one(&mut *tx)
-                            .await?
-                            .get(0);
-                    let (published, quality) = clamp_date(item.published_at, first_seen);
-                    rollup(&mut tx, id, -1).await?;
-                    sqlx::query(
-                        "UPDATE items SET url = $1, title = $2, body = $3, author = $4, kind = $5,
-                            published_at = $6, date_quality = $7, content_hash = $8,
-                            sentiment_label = $9, sentiment_score = $10, analysis = $11,
-                            tokens = $12, analysis_version = $13, updated_at = $14, guid = $15,
-                            bookmarks = $17, tags = $18
-                         WHERE id = $16",
-                    )
-                    .bind(&item.url)
-                    .bind(&item.title)
-                    .bind(&item.body)
-                    .bind(&item.author)
-                    .bind(item.kind.as_str())
-                    .bind(published)
-                    .bind(quality.as_str())
-                    .bind(&item.content_hash)
-                    .bind(item.analysis.sentiment.label.as_str())
-                    .bind(item.analysis.sentiment.score)
-                    .bind(&analysis_json)
-                    .bind(&tokens_json)
-                    .bind(item.analysis_version)
-                    .bind(ms(now))
-                    .bind(&item.guid)
-                    .bind(id)
-                    .bind(item.bookmarks)
-                    .bind(item.tags.join("\n"))
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query("DELETE FROM item_services WHERE item_id = $1")
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query("DELETE FROM item_categories WHERE item_id = $1")
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
+                    let id = row.id;
+                    update_item(&mut tx, id, item, now).await?;
+                    stored.insert(
+                        item.identity.clone(),
+                        StoredRow {
+                            id,
+                            content_hash: item.content_hash.clone(),
+                            analysis_version: item.analysis_version,
+                        },
+                    );
                     counts.updated += 1;
-                    id
                 }
-                None => {
-                    let (published, quality) = clamp_date(item.published_at, ms(now));
-                    let dup_of = match &item.minhash {
-                        Some(sig) => near_duplicate(&mut tx, sig, published).await?,
-                        None => None,
-                    };
-                    let bands = item.minhash.as_ref().map(crate::pipeline::minhash_bands);
-                    let band = |i: usize| bands.map(|b| b[i]);
-                    let signature = item.minhash.map(|sig| {
-                        sig.iter()
-                            .map(|v| v.to_string())
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    });
-                    let id: i64 = sqlx::query(
-                        "INSERT INTO items (identity, source, guid, url, title, body, author, kind,
-                            published_at, first_seen_at, date_quality, content_hash,
-                            sentiment_label, sentiment_score, analysis, tokens, analysis_version,
-                            updated_at, minhash, mh_b0, mh_b1, mh_b2, mh_b3, mh_b4, mh_b5, mh_b6,
-                            mh_b7, dup_group, bookmarks, tags, visible_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                            $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30,
-                            $31)
-                         RETURNING id",
-                    )
-                    .bind(&item.identity)
-                    .bind(&item.source)
-                    .bind(&item.guid)
-                    .bind(&item.url)
-                    .bind(&item.title)
-                    .bind(&item.body)
-                    .bind(&item.author)
-                    .bind(item.kind.as_str())
-                    .bind(published)
-                    .bind(ms(now))
-                    .bind(quality.as_str())
-                    .bind(&item.content_hash)
-                    .bind(item.analysis.sentiment.label.as_str())
-                    .bind(item.analysis.sentiment.score)
-                    .bind(&analysis_json)
-                    .bind(&tokens_json)
-                    .bind(item.analysis_version)
-                    .bind(ms(now))
-                    .bind(&signature)
-                    .bind(band(0))
-                    .bind(band(1))
-                    .bind(band(2))
-                    .bind(band(3))
-                    .bind(band(4))
-                    .bind(band(5))
-                    .bind(band(6))
-                    .bind(band(7))
-                    .bind(dup_of)
-                    .bind(item.bookmarks)
-                    .bind(item.tags.join("\n"))
-                    .bind(if item.imported { published } else { ms(now) })
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .get(0);
-                    if dup_of.is_none() {
-                        // A group is named after its first member.
-                        sqlx::query("UPDATE items SET dup_group = id WHERE id = $1")
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    counts.new += 1;
-                    id
-                }
-            };
-            for t in &item.analysis.targets {
-                sqlx::query(
-                    "INSERT INTO item_services (item_id, service, label, score, published_at, kind,
-                        author, bookmarks)
-                     SELECT $1, $2, $3, $4, published_at, kind, author, bookmarks FROM items
-                     WHERE id = $1",
-                )
-                .bind(id)
-                .bind(&t.service)
-                .bind(t.label.as_str())
-                .bind(t.score)
-                .execute(&mut *tx)
-                .await?;
             }
-            for c in &item.analysis.categories {
-                sqlx::query("INSERT INTO item_categories (item_id, category) VALUES ($1, $2)")
-                    .bind(id)
-                    .bind(&c.name)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            rollup(&mut tx, id, 1).await?;
-            sqlx::query("INSERT INTO changes (item_id, at) VALUES ($1, $2)")
-                .bind(id)
-                .bind(ms(now))
-                .execute(&mut *tx)
-                .await?;
         }
+        items_write::insert_new(self.dialect, &mut tx, &fresh, now).await?;
+        counts.new += fresh.len() as u64;
         tx.commit().await?;
         Ok(counts)
     }
@@ -1067,20 +954,22 @@ impl Store {
             for r in q.fetch_all(&self.pool).await? {
                 let id: i64 = r.get(0);
                 let tokens: String = r.get(11);
+                let (title, body): (String, String) = (r.get(3), r.get(4));
+                let tokens = StoredTokens::decode(&tokens, &title, &body)
+                    .map_err(|e| StoreError::Corrupt(format!("tokens of item {id}: {e}")))?;
                 out.push(StoredItem {
                     id,
                     source: r.get(1),
                     url: r.get(2),
-                    title: r.get(3),
-                    body: r.get(4),
+                    title,
+                    body,
                     author: r.get(5),
                     kind: r.get(6),
                     published_at: r.get(7),
                     first_seen_at: r.get(8),
                     sentiment_label: r.get(9),
                     sentiment_score: r.get(10),
-                    tokens: serde_json::from_str(&tokens)
-                        .map_err(|e| StoreError::Corrupt(format!("tokens of item {id}: {e}")))?,
+                    tokens,
                     analysis: r.get(12),
                     guid: r.get(13),
                     bookmarks: r.get(14),
@@ -1369,11 +1258,131 @@ impl ChangeFollower {
     }
 }
 
+/// What an upsert compares a batch item with.
+struct StoredRow {
+    id: i64,
+    content_hash: String,
+    analysis_version: i64,
+}
+
+/// The stored rows of `identities`, read inside the write transaction.
+async fn stored_rows(
+    tx: &mut sqlx::AnyConnection,
+    identities: &[&str],
+) -> Result<HashMap<String, StoredRow>> {
+    let mut out = HashMap::new();
+    for chunk in identities.chunks(500) {
+        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT identity, id, content_hash, analysis_version FROM items
+             WHERE identity IN ({})",
+            list.join(",")
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut *tx).await? {
+            out.insert(
+                r.get(0),
+                StoredRow {
+                    id: r.get(1),
+                    content_hash: r.get(2),
+                    analysis_version: r.get(3),
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Rewrites a stored item with new content or analysis: its rollup contribution comes out
+/// and goes back in, its service and category rows are replaced, a change is recorded.
+async fn update_item(
+    tx: &mut sqlx::AnyConnection,
+    id: i64,
+    item: &NewItem,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let analysis_json =
+        serde_json::to_string(&item.analysis).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    // first_seen_at never changes; the publication date is re-clamped to it.
+    let first_seen: i64 = sqlx::query("SELECT first_seen_at FROM items WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+    let (published, quality) = clamp_date(item.published_at, first_seen);
+    rollup(tx, id, -1).await?;
+    sqlx::query(
+        "UPDATE items SET url = $1, title = $2, body = $3, author = $4, kind = $5,
+            published_at = $6, date_quality = $7, content_hash = $8,
+            sentiment_label = $9, sentiment_score = $10, analysis = $11,
+            tokens = $12, analysis_version = $13, updated_at = $14, guid = $15,
+            bookmarks = $17, tags = $18
+         WHERE id = $16",
+    )
+    .bind(&item.url)
+    .bind(&item.title)
+    .bind(&item.body)
+    .bind(&item.author)
+    .bind(item.kind.as_str())
+    .bind(published)
+    .bind(quality.as_str())
+    .bind(&item.content_hash)
+    .bind(item.analysis.sentiment.label.as_str())
+    .bind(item.analysis.sentiment.score)
+    .bind(&analysis_json)
+    .bind(item.tokens.encode(&item.title, &item.body))
+    .bind(item.analysis_version)
+    .bind(ms(now))
+    .bind(&item.guid)
+    .bind(id)
+    .bind(item.bookmarks)
+    .bind(item.tags.join("\n"))
+    .execute(&mut *tx)
+    .await?;
+    for table in ["item_services", "item_categories"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE item_id = $1"))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for t in &item.analysis.targets {
+        sqlx::query(
+            "INSERT INTO item_services (item_id, service, label, score, published_at, kind,
+                author, bookmarks)
+             SELECT $1, $2, $3, $4, published_at, kind, author, bookmarks FROM items
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&t.service)
+        .bind(t.label.as_str())
+        .bind(t.score)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for c in &item.analysis.categories {
+        sqlx::query("INSERT INTO item_categories (item_id, category) VALUES ($1, $2)")
+            .bind(id)
+            .bind(&c.name)
+            .execute(&mut *tx)
+            .await?;
+    }
+    rollup(tx, id, 1).await?;
+    sqlx::query("INSERT INTO changes (item_id, at) VALUES ($1, $2)")
+        .bind(id)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// The dup_group of a stored item whose MinHash signature is at least `DUP_MIN_SIMILARITY`
 /// similar and whose publication lies within `DUP_WINDOW_MS` of `published`: candidates by
 /// LSH band key, then the signatures compared.
 async fn near_duplicate(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut sqlx::AnyConnection,
     sig: &[u64; crate::pipeline::MINHASH_LEN],
     published: i64,
 ) -> Result<Option<i64>> {
@@ -1391,7 +1400,7 @@ async fn near_duplicate(
     let rows = q
         .bind(published - DUP_WINDOW_MS)
         .bind(published + DUP_WINDOW_MS)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?;
     Ok(rows.into_iter().find_map(|r| {
         let other: Option<String> = r.get(0);

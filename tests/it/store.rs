@@ -450,3 +450,132 @@ async fn a_change_committed_out_of_order_is_still_followed() {
     assert_eq!((f.holes(), f.next(&lite, 10).await.unwrap()), (0, vec![]));
     store.close().await;
 }
+
+/// A batch is written with a few multi-row statements, and must give the rows writing its
+/// items one by one gives: near-duplicates found among stored items and among earlier items
+/// of the same batch, an identity met twice in a batch stored once and then updated, one
+/// change per write, and tokens read back exactly as the pipeline made them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_writes_what_item_by_item_writes_would() {
+    for db in engines("a_batch_writes_what_item_by_item_writes_would").await {
+        a_batch_writes_what_item_by_item_writes_would_on(db).await;
+    }
+}
+
+async fn a_batch_writes_what_item_by_item_writes_would_on(db: crate::TestDb) {
+    use kizashi::domain::{ItemKind, RawItem};
+    let e = db.engine;
+    let dir = tempfile::tempdir().unwrap();
+    let app = crate::spawn_app_on(crate::test_settings(dir.path(), &[]), dir, db).await;
+    let (store, pipeline) = (&app.state.store, &app.state.pipeline);
+    let now = kizashi::clock::Clock::now(&*app.state.clock);
+    // Two unrelated stories; a different lead keeps a story a near-duplicate of itself.
+    let story = |lead: &str| {
+        let rest = if lead.starts_with("セブン") {
+            "同社によると、不正アクセスは七月一日の午後から続き、利用者の一部で身に覚えの\
+             ない決済が確認された。同社は新規のチャージを停止し、二段階認証の導入を急ぐと説明した。\
+             被害額は調査中で、警察にも相談しているという。会見は午後五時から本社で開かれた。"
+        } else {
+            "キャンペーン初日の朝から利用が集中し、アプリにログインできない状態が昼過ぎまで\
+             続いた。運営会社は回線を増強して対応したと発表し、還元の期限を一週間延ばすことを\
+             決めた。店舗ではレジに長い列ができ、現金で支払う客も目立った。"
+        };
+        format!("{lead}。{rest}")
+    };
+    let raw = |path: &str, kind: ItemKind, body: String| RawItem {
+        source: "batch".into(),
+        guid: None,
+        url: format!("https://example.jp/{path}"),
+        title: String::new(),
+        body,
+        published_at: Some(now - chrono::Duration::hours(1)),
+        author: None,
+        kind,
+        bookmarks: None,
+        tags: Vec::new(),
+    };
+    let first = pipeline
+        .ingest(
+            store,
+            vec![raw("a", ItemKind::News, story("セブンペイで不正利用"))],
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.counts.new, 1, "{e}");
+    let changes_before = store.last_change().await.unwrap();
+
+    let batch = vec![
+        // near-duplicate of the stored story
+        raw("b", ItemKind::News, story("セブンペイで不正利用、被害拡大")),
+        // a new story and its near-duplicate later in the same batch
+        raw("c", ItemKind::News, story("ペイペイで障害が発生")),
+        raw("d", ItemKind::News, story("ペイペイで障害が発生、復旧へ")),
+        // the same identity as "c" again, with other text: stored once, then updated
+        raw("c", ItemKind::News, story("ペイペイで大規模な障害")),
+        raw("e", ItemKind::Social, "ファミペイ使えない".into()),
+    ];
+    let expected: Vec<RawItem> = batch.clone();
+    let report = pipeline.ingest(store, batch, now).await.unwrap();
+    assert_eq!(
+        (
+            report.counts.new,
+            report.counts.updated,
+            report.counts.unchanged
+        ),
+        (4, 1, 0),
+        "{e}"
+    );
+    assert_eq!(
+        store.last_change().await.unwrap() - changes_before,
+        5,
+        "{e}: one change per write"
+    );
+    let group = |path: &'static str| async move {
+        store
+            .dup_group_of(&format!("https://example.jp/{path}"))
+            .await
+            .unwrap()
+    };
+    let ids = store.item_ids_after(0, 100).await.unwrap();
+    let items = store.items(&ids).await.unwrap();
+    let id_of = |path: &str| {
+        items
+            .iter()
+            .find(|i| i.url.ends_with(&format!("/{path}")))
+            .map(|i| i.id)
+    };
+    assert_eq!(
+        group("a").await,
+        id_of("a"),
+        "{e}: a group is named after its first member"
+    );
+    assert_eq!(
+        group("b").await,
+        id_of("a"),
+        "{e}: joins the stored story's group"
+    );
+    assert_eq!(group("c").await, id_of("c"), "{e}");
+    assert_eq!(
+        group("d").await,
+        id_of("c"),
+        "{e}: joins a group begun in the same batch"
+    );
+    assert_ne!(group("e").await, id_of("c"), "{e}");
+    let c = items.iter().find(|i| i.url.ends_with("/c")).unwrap();
+    assert_eq!(
+        c.body, expected[3].body,
+        "{e}: the later version of c is stored"
+    );
+    // Tokens come back exactly as the pipeline made them.
+    for item in &items {
+        let raw = expected
+            .iter()
+            .rev()
+            .find(|r| r.url == item.url)
+            .cloned()
+            .unwrap_or_else(|| raw("a", ItemKind::News, story("セブンペイで不正利用")));
+        let made = pipeline.prepare(raw).unwrap();
+        assert_eq!(item.tokens, made.tokens, "{e}: tokens of {}", item.url);
+    }
+}
