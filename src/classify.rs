@@ -38,6 +38,10 @@ pub struct Classifier {
     /// one automaton that finds them all in a sentence at once.
     needles: Vec<String>,
     automaton: aho_corasick::AhoCorasick,
+    /// Needle → its places in `polarity_phrases`, and → the (category, term as written) it
+    /// is: a sentence visits only the needles it contains, not every phrase and term.
+    phrase_ranks: HashMap<String, Vec<usize>>,
+    category_terms: HashMap<String, Vec<(usize, String)>>,
 }
 
 fn is_kana(s: &str) -> bool {
@@ -75,9 +79,9 @@ struct Sentence<'a> {
 impl<'a> Sentence<'a> {
     /// Token-aligned occurrences of `needle`: (first token index, one past the last).
     fn find_aligned(&self, needle: &str) -> Vec<(usize, usize)> {
-        self.find_any(needle)
-            .into_iter()
-            .filter_map(|(at, end)| {
+        self.ranges(needle)
+            .iter()
+            .filter_map(|&(at, end)| {
                 let first = self.bounds.binary_search(&at).ok()?;
                 let last = self.bounds.binary_search(&end).ok()?;
                 Some((first, last))
@@ -88,6 +92,11 @@ impl<'a> Sentence<'a> {
     /// Byte ranges of `needle` in the compact form, aligned or not.
     fn find_any(&self, needle: &str) -> Vec<(usize, usize)> {
         self.matches.get(needle).cloned().unwrap_or_default()
+    }
+
+    /// Byte ranges of `needle` without copying them.
+    fn ranges(&self, needle: &str) -> &[(usize, usize)] {
+        self.matches.get(needle).map_or(&[], Vec::as_slice)
     }
 
     fn annotate(&mut self, ac: &aho_corasick::AhoCorasick, needles: &'a [String]) {
@@ -559,6 +568,19 @@ impl Classifier {
             .map_err(|e| TextError::Dictionary(e.to_string()))?;
         // Longer phrases first: 「問題ない」 wins over 「問題」.
         polarity_phrases.sort_by_key(|p: &(String, f64)| std::cmp::Reverse(p.0.len()));
+        let mut phrase_ranks: HashMap<String, Vec<usize>> = HashMap::new();
+        for (rank, (phrase, _)) in polarity_phrases.iter().enumerate() {
+            phrase_ranks.entry(phrase.clone()).or_default().push(rank);
+        }
+        let mut category_terms: HashMap<String, Vec<(usize, String)>> = HashMap::new();
+        for (ci, c) in categories.iter().enumerate() {
+            for (norm, display) in &c.terms {
+                category_terms
+                    .entry(norm.clone())
+                    .or_default()
+                    .push((ci, display.clone()));
+            }
+        }
         Ok(Self {
             services,
             categories,
@@ -567,6 +589,8 @@ impl Classifier {
             by_reading,
             needles,
             automaton,
+            phrase_ranks,
+            category_terms,
         })
     }
 
@@ -575,7 +599,16 @@ impl Classifier {
     fn polar_hits(&self, s: &Sentence<'_>) -> Vec<PolarHit> {
         let mut hits = Vec::new();
         let mut covered = HashSet::new();
-        for (phrase, score) in &self.polarity_phrases {
+        // The sentence's phrases in lexicon order (longest first).
+        let mut ranks: Vec<usize> = s
+            .matches
+            .keys()
+            .filter_map(|needle| self.phrase_ranks.get(*needle))
+            .flatten()
+            .copied()
+            .collect();
+        ranks.sort_unstable();
+        for (phrase, score) in ranks.into_iter().map(|r| &self.polarity_phrases[r]) {
             for (first, last) in s.find_aligned(phrase) {
                 if (first..last).any(|i| covered.contains(&i)) {
                     continue;
@@ -924,10 +957,13 @@ impl Classifier {
                 };
                 *per_service.entry(slug).or_default() += score;
             }
-            for (ci, c) in self.categories.iter().enumerate() {
-                for (norm, display) in &c.terms {
-                    if !s.find_aligned(norm).is_empty() {
-                        category_evidence[ci].insert(display.clone());
+            for needle in s.matches.keys() {
+                let Some(terms) = self.category_terms.get(*needle) else {
+                    continue;
+                };
+                if !s.find_aligned(needle).is_empty() {
+                    for (ci, display) in terms {
+                        category_evidence[*ci].insert(display.clone());
                     }
                 }
             }

@@ -694,7 +694,7 @@ pub fn parse_import_line(line: &str) -> Result<RawItem, String> {
 }
 
 /// Items per import transaction.
-const IMPORT_BATCH: usize = 500;
+const IMPORT_BATCH: usize = 5000;
 
 async fn import(settings: Settings, clock: SharedClock, file: &str) -> anyhow::Result<ExitCode> {
     let reader: Box<dyn BufRead> = if file == "-" {

@@ -381,7 +381,7 @@ const LOCK: &str = "LOCK";
 pub struct IndexLock(#[allow(dead_code)] std::fs::File);
 /// Items read from the database per step of a rebuild; between steps the live generation
 /// catches up, so search stays current while a rebuild runs.
-const REBUILD_BATCH: i64 = 500;
+const REBUILD_BATCH: i64 = 2000;
 /// Changes read from the database at a time while following.
 const FOLLOW_BATCH: i64 = 1000;
 /// Most changes applied between two commits while catching up.

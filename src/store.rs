@@ -267,7 +267,8 @@ impl Store {
                             conn.execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
                                  PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;
-                                 PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
+                                 PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;
+                                 PRAGMA wal_autocheckpoint = 16384;",
                             )
                             .await?;
                             Ok(())

@@ -55,7 +55,32 @@ impl Token {
 /// The analyzer: IPADIC plus the project's user dictionary behind normalizing filters.
 pub struct Analyzer {
     tokenizer: Tokenizer,
+    /// Names this analyzer's entries in the per-thread word cache (word ids mean nothing
+    /// across dictionaries).
+    id: u64,
 }
+
+/// What the dictionary says of a word, as tokens carry it.
+struct WordDetails {
+    pos: String,
+    /// Lower-cased base form; None when the dictionary has none (the surface stands in).
+    base: Option<String>,
+    reading: String,
+}
+
+/// Most tokens are frequent words: their details are read from the dictionary once per thread
+/// (lindera decodes a word's detail fields on every token otherwise, which cost as much as
+/// segmenting). Bounded: cleared when it holds this many words.
+const WORD_CACHE_LIMIT: usize = 100_000;
+
+/// (analyzer id, word id, system word, unknown word) → details.
+type WordCache = (u64, HashMap<(u32, bool, bool), std::rc::Rc<WordDetails>>);
+
+thread_local! {
+    static WORD_CACHE: std::cell::RefCell<WordCache> = std::cell::RefCell::new((0, HashMap::new()));
+}
+
+static NEXT_ANALYZER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Analyzer {
     /// Builds the analyzer from the user dictionary's CSV text (simple format
@@ -97,7 +122,49 @@ impl Analyzer {
                     .into(),
             );
         }
-        Ok(Self { tokenizer })
+        Ok(Self {
+            tokenizer,
+            id: NEXT_ANALYZER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+
+    /// A token's dictionary details, from the per-thread cache when the word was seen.
+    fn word_details(&self, t: &mut lindera::token::Token) -> std::rc::Rc<WordDetails> {
+        let key = (
+            t.word_id.id(),
+            t.word_id.is_system(),
+            t.word_id.is_unknown(),
+        );
+        let read = |t: &mut lindera::token::Token| {
+            let details = t.details();
+            let field = |i: usize| {
+                details
+                    .get(i)
+                    .copied()
+                    .filter(|d| !d.is_empty() && *d != "*")
+            };
+            std::rc::Rc::new(WordDetails {
+                pos: (0..4)
+                    .map(|i| details.get(i).copied().unwrap_or("*"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                base: field(6).map(|b| b.to_lowercase()),
+                reading: field(7).unwrap_or("").to_string(),
+            })
+        };
+        // Unknown words take their details from their character class, and so does
+        // nothing else: only dictionary words are cached.
+        if key.2 {
+            return read(t);
+        }
+        WORD_CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if cache.0 != self.id || cache.1.len() >= WORD_CACHE_LIMIT {
+                cache.0 = self.id;
+                cache.1.clear();
+            }
+            cache.1.entry(key).or_insert_with(|| read(t)).clone()
+        })
     }
 
     /// Segments `text` once; every later stage reuses these tokens.
@@ -126,26 +193,13 @@ impl Analyzer {
                 end += 1;
             }
             let position = t.position;
-            let details = t.details();
-            let field = |i: usize| {
-                details
-                    .get(i)
-                    .copied()
-                    .filter(|d| !d.is_empty() && *d != "*")
-            };
-            let pos = (0..4)
-                .map(|i| details.get(i).copied().unwrap_or("*"))
-                .collect::<Vec<_>>()
-                .join(",");
-            let base = field(6)
-                .map(|b| b.to_lowercase())
-                .unwrap_or_else(|| surface.clone());
-            let reading = field(7).unwrap_or("").to_string();
+            let word = self.word_details(&mut t);
+            let base = word.base.clone().unwrap_or_else(|| surface.clone());
             out.push(Token {
                 text: surface,
                 base,
-                reading,
-                pos,
+                reading: word.reading.clone(),
+                pos: word.pos.clone(),
                 start,
                 end,
                 position,

@@ -52,7 +52,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     report("lindera segment", start.elapsed().as_secs_f64());
 
-    let pipeline = Pipeline::new(&Dictionaries::builtin())?;
+    let dictionaries = Dictionaries::builtin();
+    let dictionary = load_embedded_dictionary(DictionaryKind::IPADIC)?;
+    let user = lindera::dictionary::DictionaryBuilder::new((*dictionary.metadata).clone())
+        .build_user_dict_from_reader(dictionaries.userdic().as_bytes())?;
+    let with_user = Segmenter::new(Mode::Normal, dictionary, Some(user));
+    let start = Instant::now();
+    for r in &raws {
+        with_user.segment(Cow::Owned(format!("{}\n{}", r.title, r.body)))?;
+    }
+    report("lindera + user dictionary", start.elapsed().as_secs_f64());
+    let start = Instant::now();
+    for r in &raws {
+        for t in with_user.segment(Cow::Owned(format!("{}\n{}", r.title, r.body)))? {
+            let mut t = t;
+            std::hint::black_box(t.details());
+        }
+    }
+    report("  + token details", start.elapsed().as_secs_f64());
+
+    let pipeline = Pipeline::new(&dictionaries)?;
     let analyzer = pipeline.analyzer();
     let start = Instant::now();
     for r in &raws {
