@@ -386,8 +386,9 @@ const REBUILD_BATCH: i64 = 2000;
 const FOLLOW_BATCH: i64 = 1000;
 /// Most changes applied between two commits while catching up.
 const COMMIT_EVERY: usize = 20_000;
-/// Memory budget of each index writer.
-const WRITER_BYTES: usize = 50_000_000;
+/// Memory budget of each index writer (used only as documents arrive): larger segments mean
+/// fewer merges (1M items: the index built in 112 s instead of 138 s with 50 MB; BENCHMARKS).
+const WRITER_BYTES: usize = 200_000_000;
 
 #[derive(Clone)]
 pub struct SearchIndex {
