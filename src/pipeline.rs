@@ -72,6 +72,7 @@ impl Pipeline {
 
     /// Tokenizes title and body once and classifies them; pure.
     pub fn prepare(&self, raw: RawItem) -> Result<NewItem, ItemError> {
+        let raw = without_nul(raw);
         let (url, identity, content_hash) = fingerprint(&raw)?;
         let title_tokens = self.analyzer.tokenize(&raw.title)?;
         let body_tokens = self.analyzer.tokenize(&raw.body)?;
@@ -234,6 +235,7 @@ impl Pipeline {
         imported: bool,
     ) -> Result<Prepared, StoreError> {
         let mut report = IngestReport::default();
+        let raws: Vec<RawItem> = raws.into_iter().map(without_nul).collect();
         let prints: Vec<Option<(String, String)>> = raws
             .iter()
             .map(|r| fingerprint(r).ok().map(|(_, id, hash)| (id, hash)))
@@ -297,6 +299,20 @@ fn compact(tokens: &[Token]) -> Vec<crate::store::IndexToken> {
             reading: (!t.reading.is_empty() && t.reading != t.text).then(|| t.reading.clone()),
         })
         .collect()
+}
+
+/// NUL characters dropped from the text an item is stored with: PostgreSQL refuses them in
+/// text columns (one would fail its whole batch), and nothing shows them.
+fn without_nul(mut raw: RawItem) -> RawItem {
+    for s in [&mut raw.title, &mut raw.body] {
+        if s.contains('\0') {
+            s.retain(|c| c != '\0');
+        }
+    }
+    if let Some(a) = raw.author.as_mut().filter(|a| a.contains('\0')) {
+        a.retain(|c| c != '\0');
+    }
+    raw
 }
 
 /// A raw item's canonical URL, identity and content hash: cheap (no analysis), so a crawl
@@ -434,6 +450,32 @@ pub fn canonical_url(raw: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_characters_never_reach_the_store() {
+        let pipeline = Pipeline::new(&Dictionaries::builtin()).unwrap();
+        let raw = RawItem {
+            source: "t".into(),
+            guid: None,
+            url: "https://example.jp/nul".into(),
+            title: "\0kz\0決済".into(),
+            body: "障害\0発生".into(),
+            published_at: None,
+            author: Some("a\0b".into()),
+            kind: crate::domain::ItemKind::Social,
+            bookmarks: None,
+            tags: Vec::new(),
+        };
+        let item = pipeline.prepare(raw).unwrap();
+        assert_eq!(
+            (
+                item.title.as_str(),
+                item.body.as_str(),
+                item.author.as_deref()
+            ),
+            ("kz決済", "障害発生", Some("ab"))
+        );
+    }
 
     #[test]
     fn minhash_is_close_for_near_duplicates_and_far_otherwise() {

@@ -231,7 +231,8 @@ impl Tokenizer for JaTokenizer {
 /// Marks a document value that carries its tokens already in index form (written by
 /// `encode_indexed`): the stored tokens go to the index without being segmented again, and
 /// without tantivy's pre-tokenized values, which a document holds as JSON and parses back.
-/// Query text never starts with it (`strip_controls`).
+/// Query text and the bodies snippets are cut from never start with it (`strip_controls`),
+/// and the pipeline drops NUL from stored text.
 const INDEXED_TOKENS: &str = "\u{0}kz\u{0}";
 
 /// Appends tokens in index form: `POSITION \u{1} TEXT \u{0}` each (control characters, which
@@ -1106,7 +1107,8 @@ impl SearchIndex {
         let hits = items
             .into_iter()
             .map(|it| {
-                let snippet = generator.snippet(&it.body);
+                // (A stored body never reads as pre-indexed tokens: see INDEXED_TOKENS.)
+                let snippet = generator.snippet(&strip_controls(&it.body));
                 let snippet = if snippet.is_empty() {
                     html_escape::encode_text(&truncate_chars(&it.body, SNIPPET_CHARS)).into_owned()
                 } else {

@@ -1150,7 +1150,7 @@ impl Store {
                 "SELECT identity, content_hash, analysis_version FROM items WHERE identity IN ({})",
                 list.join(",")
             );
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(&sql).persistent(false);
             for id in chunk {
                 q = q.bind(*id);
             }
@@ -1279,7 +1279,7 @@ async fn stored_rows(
              WHERE identity IN ({})",
             list.join(",")
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = sqlx::query(&sql).persistent(false);
         for id in chunk {
             q = q.bind(*id);
         }

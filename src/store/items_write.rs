@@ -82,7 +82,8 @@ pub(super) async fn insert_new(
             "UPDATE items SET dup_group = id WHERE id IN ({})",
             placeholders(dialect, chunk.len(), 1)
         );
-        let mut q = sqlx::query(&sql);
+        // (Statements sized by the batch are not cached: they would evict the steady ones.)
+        let mut q = sqlx::query(&sql).persistent(false);
         for id in chunk {
             q = q.bind(*id);
         }
@@ -104,7 +105,8 @@ pub(super) async fn insert_new(
             "INSERT INTO changes (item_id, at) VALUES {}",
             placeholders(dialect, chunk.len(), 2)
         );
-        let mut q = sqlx::query(&sql);
+        // (Statements sized by the batch are not cached: they would evict the steady ones.)
+        let mut q = sqlx::query(&sql).persistent(false);
         for id in chunk {
             q = q.bind(*id).bind(now_ms);
         }
@@ -188,7 +190,8 @@ async fn insert_items(
          VALUES {} RETURNING id, identity",
         placeholders(dialect, rows.len(), COLUMNS)
     );
-    let mut q = sqlx::query(&sql);
+    // (Statements sized by the batch are not cached: they would evict the steady ones.)
+    let mut q = sqlx::query(&sql).persistent(false);
     for r in rows {
         let item = r.item;
         let analysis = serde_json::to_string(&item.analysis)
@@ -270,7 +273,8 @@ async fn insert_services(
                 author, bookmarks) VALUES {}",
             placeholders(dialect, chunk.len(), 8)
         );
-        let mut q = sqlx::query(&sql);
+        // (Statements sized by the batch are not cached: they would evict the steady ones.)
+        let mut q = sqlx::query(&sql).persistent(false);
         for (i, t) in chunk {
             let r = &rows[*i];
             q = q
@@ -310,7 +314,8 @@ async fn insert_categories(
             "INSERT INTO item_categories (item_id, category) VALUES {}",
             placeholders(dialect, chunk.len(), 2)
         );
-        let mut q = sqlx::query(&sql);
+        // (Statements sized by the batch are not cached: they would evict the steady ones.)
+        let mut q = sqlx::query(&sql).persistent(false);
         for (id, category) in chunk {
             q = q.bind(*id).bind(*category);
         }
@@ -372,7 +377,8 @@ async fn add_rollups(
                            score_sum = rollups.score_sum + excluded.score_sum",
             placeholders(dialect, chunk.len(), 7)
         );
-        let mut q = sqlx::query(&sql);
+        // (Statements sized by the batch are not cached: they would evict the steady ones.)
+        let mut q = sqlx::query(&sql).persistent(false);
         for ((hour, service, category, kind, label), (n, sum)) in chunk {
             q = q
                 .bind(*hour)

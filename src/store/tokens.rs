@@ -187,11 +187,17 @@ fn decode_list(r: &mut Reader, original: &str) -> Result<Vec<IndexToken>, String
         if sep != ';' {
             return Err("token not closed".into());
         }
-        let start = prev_end + step;
-        let end = start + len;
-        let position = prev_position + position_step;
-        if start < 0 || len < 0 || position < 0 {
-            return Err("negative offset or position".into());
+        // Offsets stay inside the original text and positions within u32, whatever the row
+        // says (checked arithmetic: a damaged row is an error, never an overflow).
+        let bad = || "offset or position out of range".to_string();
+        let start = prev_end.checked_add(step).ok_or_else(bad)?;
+        let end = start.checked_add(len).ok_or_else(bad)?;
+        let position = prev_position.checked_add(position_step).ok_or_else(bad)?;
+        if start < 0 || len < 0 || end > original.len() as i64 {
+            return Err(bad());
+        }
+        if !(0..=i64::from(u32::MAX)).contains(&position) {
+            return Err(bad());
         }
         let [text, base, reading] = strings;
         let text = match text {
@@ -299,6 +305,11 @@ mod tests {
             "t1;1;1,6,99:x;0;",
             "t1;1;0,-6;0;",
             "t1;99999999999999;",
+            // overflowing steps, offsets past the text, huge positions
+            "t1;1;8,1,9223372036854775807;0;",
+            "t1;1;1,9223372036854775807,1:x;0;",
+            "t1;1;1,7,2:ab;0;",
+            "t1;1;16,6,99999999999;0;",
             "x",
         ] {
             assert!(StoredTokens::decode(bad, title, "").is_err(), "{bad}");
@@ -311,7 +322,7 @@ mod tests {
         fn any_tokens_round_trip(
             title in "[a-zあ-んア-ン決済不正;:,0-9 ]{0,20}",
             raw in proptest::collection::vec(
-                (0usize..30, 0usize..30, 0usize..4, proptest::option::of("[a-zあ-ん;:,]{0,4}"),
+                (0usize..64, 0usize..64, 0usize..4, proptest::option::of("[a-zあ-ん;:,]{0,4}"),
                  proptest::option::of("[ア-ン;:,ー]{0,4}"), "[a-zあ-ん;:,]{0,4}"),
                 0..12,
             ),
@@ -321,8 +332,8 @@ mod tests {
                 .into_iter()
                 .map(|(a, b, step, base, reading, text)| {
                     position += step;
-                    let (start, end) = (a.min(b), a.max(b));
-                    // Offsets that fall inside the text use it when they can.
+                    let (start, end) = (a.min(b).min(title.len()), a.max(b).min(title.len()));
+                    // Offsets inside a character keep their own text.
                     let text = title.get(start..end).map(String::from).unwrap_or(text);
                     IndexToken { text, start, end, position, base, reading }
                 })
