@@ -7,7 +7,7 @@
 //! PayPay, 「LINEで送った」 is not LINE Pay, and 障害 does not fire inside 障害者.
 use crate::dictionaries::Dictionaries;
 use crate::domain::{Analysis, CategoryHit, Sentiment, SentimentLabel, TargetSentiment};
-use crate::text::{Analyzer, TextError, Token};
+use crate::text::{is_kana, to_katakana, Analyzer, TextError, Token};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Bump when lexicons, aliases or rules change meaning, so stored items can be rescored.
@@ -44,21 +44,6 @@ pub struct Classifier {
     category_terms: HashMap<String, Vec<(usize, String)>>,
 }
 
-fn is_kana(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| matches!(c, 'ぁ'..='ゖ' | 'ァ'..='ヺ' | 'ー'))
-}
-
-fn to_katakana(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            'ぁ'..='ゖ' => char::from_u32(c as u32 + 0x60).unwrap_or(c),
-            other => other,
-        })
-        .collect()
-}
-
 /// One sentence of analyzed text, in compact form with its token boundaries.
 struct Sentence<'a> {
     tokens: Vec<&'a Token>,
@@ -90,11 +75,6 @@ impl<'a> Sentence<'a> {
     }
 
     /// Byte ranges of `needle` in the compact form, aligned or not.
-    fn find_any(&self, needle: &str) -> Vec<(usize, usize)> {
-        self.matches.get(needle).cloned().unwrap_or_default()
-    }
-
-    /// Byte ranges of `needle` without copying them.
     fn ranges(&self, needle: &str) -> &[(usize, usize)] {
         self.matches.get(needle).map_or(&[], Vec::as_slice)
     }
@@ -1011,8 +991,11 @@ impl Classifier {
     ) -> Vec<(&'s str, HashSet<usize>)> {
         let mut out = Vec::new();
         for m in &self.services {
-            let excluded: Vec<(usize, usize)> =
-                m.exclusions.iter().flat_map(|e| s.find_any(e)).collect();
+            let excluded: Vec<(usize, usize)> = m
+                .exclusions
+                .iter()
+                .flat_map(|e| s.ranges(e).iter().copied())
+                .collect();
             let mut clauses = HashSet::new();
             for alias in &m.aliases {
                 for (first, last) in s.find_aligned(alias) {

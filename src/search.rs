@@ -93,20 +93,7 @@ pub fn search_form(s: &str) -> String {
 fn reading_form(text: &str, reading: Option<&str>) -> Option<String> {
     let r = match reading {
         Some(r) if !r.is_empty() => r.to_string(),
-        _ if text
-            .chars()
-            .all(|c| matches!(c, 'ぁ'..='ゖ' | 'ァ'..='ヺ' | 'ー')) =>
-        {
-            text.chars()
-                .map(|c| {
-                    if matches!(c, 'ぁ'..='ゖ') {
-                        char::from_u32(c as u32 + 0x60).unwrap_or(c)
-                    } else {
-                        c
-                    }
-                })
-                .collect()
-        }
+        _ if text.chars().all(crate::text::is_kana_char) => crate::text::to_katakana(text),
         _ => return None,
     };
     Some(search_form(&r))

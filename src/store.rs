@@ -718,7 +718,7 @@ impl Store {
         let mut tx = self.write_tx().await?;
         // What the batch finds stored, read once inside the write transaction.
         let identities: Vec<&str> = items.iter().map(|i| i.identity.as_str()).collect();
-        let mut stored = stored_rows(&mut tx, &identities).await?;
+        let mut stored = stored_rows(self.dialect, &mut tx, &identities).await?;
         // New items are written together; an identity met twice in a batch is written (the
         // new items before it first) and then compared like a stored one.
         let mut fresh: Vec<&NewItem> = Vec::new();
@@ -1143,22 +1143,12 @@ impl Store {
         &self,
         identities: &[&str],
     ) -> Result<HashMap<String, (String, i64)>> {
-        let mut out = HashMap::new();
-        for chunk in identities.chunks(500) {
-            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "SELECT identity, content_hash, analysis_version FROM items WHERE identity IN ({})",
-                list.join(",")
-            );
-            let mut q = sqlx::query(&sql).persistent(false);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            for r in q.fetch_all(&self.pool).await? {
-                out.insert(r.get(0), (r.get(1), r.get(2)));
-            }
-        }
-        Ok(out)
+        let mut conn = self.pool.acquire().await?;
+        Ok(stored_rows(self.dialect, &mut conn, identities)
+            .await?
+            .into_iter()
+            .map(|(identity, row)| (identity, (row.content_hash, row.analysis_version)))
+            .collect())
     }
 
     pub async fn has_identity(&self, identity: &str) -> Result<bool> {
@@ -1266,18 +1256,18 @@ struct StoredRow {
     analysis_version: i64,
 }
 
-/// The stored rows of `identities`, read inside the write transaction.
+/// The stored rows of `identities` (inside a write transaction, or on their own).
 async fn stored_rows(
+    dialect: Dialect,
     tx: &mut sqlx::AnyConnection,
     identities: &[&str],
 ) -> Result<HashMap<String, StoredRow>> {
     let mut out = HashMap::new();
     for chunk in identities.chunks(500) {
-        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT identity, id, content_hash, analysis_version FROM items
              WHERE identity IN ({})",
-            list.join(",")
+            items_write::placeholders(dialect, chunk.len(), 1)
         );
         let mut q = sqlx::query(&sql).persistent(false);
         for id in chunk {

@@ -220,6 +220,26 @@ impl Analyzer {
     }
 }
 
+/// Hiragana, katakana or the long-vowel mark.
+pub fn is_kana_char(c: char) -> bool {
+    matches!(c, 'ぁ'..='ゖ' | 'ァ'..='ヺ' | 'ー')
+}
+
+/// A non-empty word written in kana only.
+pub fn is_kana(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(is_kana_char)
+}
+
+/// Hiragana turned into katakana; everything else kept.
+pub fn to_katakana(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            'ぁ'..='ゖ' => char::from_u32(c as u32 + 0x60).unwrap_or(c),
+            other => other,
+        })
+        .collect()
+}
+
 /// Tokens that enter the search index: no symbols, no whitespace; positions kept.
 pub fn index_tokens(tokens: &[Token]) -> impl Iterator<Item = &Token> {
     tokens.iter().filter(|t| !t.is_symbol())

@@ -22,7 +22,7 @@ enum Group {
 }
 
 /// One new item with what is computed for it before the insert.
-struct Row_<'a> {
+struct Pending<'a> {
     item: &'a NewItem,
     published: i64,
     quality: &'static str,
@@ -40,7 +40,7 @@ pub(super) async fn insert_new(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<i64>> {
     let now_ms = ms(now);
-    let mut rows: Vec<Row_> = Vec::with_capacity(items.len());
+    let mut rows: Vec<Pending> = Vec::with_capacity(items.len());
     for item in items {
         let (published, quality) = super::clamp_date(item.published_at, now_ms);
         let bands = item.minhash.as_ref().map(minhash_bands);
@@ -51,7 +51,7 @@ pub(super) async fn insert_new(
             },
             _ => None,
         };
-        rows.push(Row_ {
+        rows.push(Pending {
             item,
             published,
             quality: quality.as_str(),
@@ -118,7 +118,7 @@ pub(super) async fn insert_new(
 /// The group of an earlier item of the batch whose signature is similar enough (the earliest,
 /// as the stored lookup takes the lowest id).
 fn batch_duplicate(
-    rows: &[Row_],
+    rows: &[Pending],
     sig: &[u64; crate::pipeline::MINHASH_LEN],
     bands: &[i64; MINHASH_BANDS],
     published: i64,
@@ -132,7 +132,7 @@ fn batch_duplicate(
     })
 }
 
-fn group_id(rows: &[Row_], ids: &[i64], j: usize) -> i64 {
+fn group_id(rows: &[Pending], ids: &[i64], j: usize) -> i64 {
     match rows[j].group {
         Some(Group::Stored(g)) => g,
         Some(Group::Batch(k)) => ids[k],
@@ -145,7 +145,7 @@ fn group_id(rows: &[Row_], ids: &[i64], j: usize) -> i64 {
 ///
 /// SQLite gets anonymous `?` parameters: the driver looks each numbered one up by name, a
 /// scan of all of them, which made a 6,000-parameter statement cost more than its insert.
-fn placeholders(dialect: Dialect, count: usize, width: usize) -> String {
+pub(super) fn placeholders(dialect: Dialect, count: usize, width: usize) -> String {
     let group = width;
     let mut s = String::with_capacity(count * width * 5);
     for row in 0..count {
@@ -177,7 +177,7 @@ fn placeholders(dialect: Dialect, count: usize, width: usize) -> String {
 async fn insert_items(
     dialect: Dialect,
     tx: &mut sqlx::AnyConnection,
-    rows: &[Row_<'_>],
+    rows: &[Pending<'_>],
     now_ms: i64,
 ) -> Result<Vec<i64>> {
     const COLUMNS: usize = 31;
@@ -259,7 +259,7 @@ async fn insert_items(
 async fn insert_services(
     dialect: Dialect,
     tx: &mut sqlx::AnyConnection,
-    rows: &[Row_<'_>],
+    rows: &[Pending<'_>],
     ids: &[i64],
 ) -> Result<()> {
     let pairs: Vec<(usize, &crate::domain::TargetSentiment)> = rows
@@ -295,7 +295,7 @@ async fn insert_services(
 async fn insert_categories(
     dialect: Dialect,
     tx: &mut sqlx::AnyConnection,
-    rows: &[Row_<'_>],
+    rows: &[Pending<'_>],
     ids: &[i64],
 ) -> Result<()> {
     let pairs: Vec<(i64, &str)> = rows
@@ -329,7 +329,7 @@ async fn insert_categories(
 async fn add_rollups(
     dialect: Dialect,
     tx: &mut sqlx::AnyConnection,
-    rows: &[Row_<'_>],
+    rows: &[Pending<'_>],
 ) -> Result<()> {
     type Key<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
     let mut sums: HashMap<Key, (i64, f64)> = HashMap::new();

@@ -54,14 +54,11 @@ impl StoredTokens {
     }
 }
 
+/// The token's own kana in katakana, if it is written in kana.
 fn katakana(s: &str) -> Option<String> {
     s.chars()
-        .map(|c| match c {
-            'ぁ'..='ゖ' => char::from_u32(c as u32 + 0x60),
-            'ァ'..='ヺ' | 'ー' => Some(c),
-            _ => None,
-        })
-        .collect()
+        .all(crate::text::is_kana_char)
+        .then(|| crate::text::to_katakana(s))
 }
 
 fn encode_list(out: &mut String, tokens: &[IndexToken], original: &str) {
