@@ -5,10 +5,9 @@
 //! batch, and the hourly rollups receive the batch's contributions summed per row.
 use super::{ms, Dialect, NewItem, Result};
 use crate::pipeline::{minhash_bands, minhash_similarity, MINHASH_BANDS};
-use sqlx::Row;
 use std::collections::HashMap;
 
-/// Rows per multi-row statement: the widest (items, 31 columns) stays far below SQLite's 32,766
+/// Rows per multi-row statement: the widest (items, 32 columns) stays far below SQLite's 32,766
 /// and PostgreSQL's 65,535 bind parameters.
 const ROWS_PER_STATEMENT: usize = 200;
 
@@ -29,6 +28,28 @@ struct Pending<'a> {
     visible: i64,
     group: Option<Group>,
     bands: Option<[i64; MINHASH_BANDS]>,
+}
+
+/// `n` unused item ids. SQLite: after the largest id, what it would pick itself (the write
+/// transaction holds the database's write lock). PostgreSQL: from the id sequence.
+async fn reserve_ids(dialect: Dialect, tx: &mut sqlx::AnyConnection, n: usize) -> Result<Vec<i64>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    match dialect {
+        Dialect::Sqlite => {
+            let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM items")
+                .fetch_one(&mut *tx)
+                .await?;
+            Ok((1..=n as i64).map(|i| max + i).collect())
+        }
+        Dialect::Postgres => Ok(sqlx::query_scalar(
+            "SELECT nextval(pg_get_serial_sequence('items', 'id')) FROM generate_series(1, $1)",
+        )
+        .bind(n as i64)
+        .fetch_all(&mut *tx)
+        .await?),
+    }
 }
 
 /// Inserts items that are not stored yet (identities unique within `items` and absent from
@@ -61,40 +82,15 @@ pub(super) async fn insert_new(
         });
     }
 
-    let mut ids = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        ids.extend(insert_items(dialect, tx, chunk, now_ms).await?);
-    }
-
-    // Group leaders name their group after themselves; later members of a batch group learn
-    // their leader's id now.
-    let mut leaders = Vec::new();
-    let mut members = Vec::new();
-    for (i, r) in rows.iter().enumerate() {
-        match r.group {
-            None => leaders.push(ids[i]),
-            Some(Group::Batch(j)) => members.push((ids[i], group_id(&rows, &ids, j))),
-            Some(Group::Stored(_)) => {}
-        }
-    }
-    for chunk in leaders.chunks(ROWS_PER_STATEMENT * 4) {
-        let sql = format!(
-            "UPDATE items SET dup_group = id WHERE id IN ({})",
-            placeholders(dialect, chunk.len(), 1)
-        );
-        // (Statements sized by the batch are not cached: they would evict the steady ones.)
-        let mut q = sqlx::query(&sql).persistent(false);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        q.execute(&mut *tx).await?;
-    }
-    for (id, group) in members {
-        sqlx::query("UPDATE items SET dup_group = $1 WHERE id = $2")
-            .bind(group)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+    // Ids are taken before the insert, so every row is written once with its group (leaders
+    // name their group after themselves); an UPDATE afterwards rewrote each whole row.
+    let ids = reserve_ids(dialect, tx, rows.len()).await?;
+    for (k, chunk) in rows.chunks(ROWS_PER_STATEMENT).enumerate() {
+        let start = k * ROWS_PER_STATEMENT;
+        let groups: Vec<i64> = (start..start + chunk.len())
+            .map(|i| group_id(&rows, &ids, i))
+            .collect();
+        insert_items(dialect, tx, chunk, &ids[start..], &groups, now_ms).await?;
     }
 
     insert_services(dialect, tx, &rows, &ids).await?;
@@ -132,6 +128,8 @@ fn batch_duplicate(
     })
 }
 
+/// The group row `j` joins: a stored group, the group of an earlier item of the batch (always
+/// a leader), or its own id.
 fn group_id(rows: &[Pending], ids: &[i64], j: usize) -> i64 {
     match rows[j].group {
         Some(Group::Stored(g)) => g,
@@ -178,21 +176,23 @@ async fn insert_items(
     dialect: Dialect,
     tx: &mut sqlx::AnyConnection,
     rows: &[Pending<'_>],
+    ids: &[i64],
+    groups: &[i64],
     now_ms: i64,
-) -> Result<Vec<i64>> {
-    const COLUMNS: usize = 31;
+) -> Result<()> {
+    const COLUMNS: usize = 32;
     let sql = format!(
-        "INSERT INTO items (identity, source, guid, url, title, body, author, kind,
+        "INSERT INTO items (id, identity, source, guid, url, title, body, author, kind,
             published_at, first_seen_at, date_quality, content_hash,
             sentiment_label, sentiment_score, analysis, tokens, analysis_version,
             updated_at, minhash, mh_b0, mh_b1, mh_b2, mh_b3, mh_b4, mh_b5, mh_b6,
             mh_b7, dup_group, bookmarks, tags, visible_at)
-         VALUES {} RETURNING id, identity",
+         VALUES {}",
         placeholders(dialect, rows.len(), COLUMNS)
     );
     // (Statements sized by the batch are not cached: they would evict the steady ones.)
     let mut q = sqlx::query(&sql).persistent(false);
-    for r in rows {
+    for ((r, id), group) in rows.iter().zip(ids).zip(groups) {
         let item = r.item;
         let analysis = serde_json::to_string(&item.analysis)
             .map_err(|e| super::StoreError::Corrupt(e.to_string()))?;
@@ -203,11 +203,8 @@ async fn insert_items(
                 .join(",")
         });
         let band = |i: usize| r.bands.map(|b| b[i]);
-        let stored_group = match r.group {
-            Some(Group::Stored(g)) => Some(g),
-            _ => None,
-        };
         q = q
+            .bind(*id)
             .bind(&item.identity)
             .bind(&item.source)
             .bind(&item.guid)
@@ -223,7 +220,7 @@ async fn insert_items(
             .bind(item.analysis.sentiment.label.as_str())
             .bind(item.analysis.sentiment.score)
             .bind(analysis)
-            .bind(item.tokens.encode(&item.title, &item.body))
+            .bind(item.tokens.stored())
             .bind(item.analysis_version)
             .bind(now_ms)
             .bind(signature)
@@ -235,25 +232,13 @@ async fn insert_items(
             .bind(band(5))
             .bind(band(6))
             .bind(band(7))
-            .bind(stored_group)
+            .bind(*group)
             .bind(item.bookmarks)
             .bind(item.tags.join("\n"))
             .bind(r.visible);
     }
-    // RETURNING gives no order guarantee: match ids back by identity (unique in the batch).
-    let mut by_identity: HashMap<String, i64> = q
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|row| (row.get::<String, _>(1), row.get::<i64, _>(0)))
-        .collect();
-    rows.iter()
-        .map(|r| {
-            by_identity.remove(&r.item.identity).ok_or_else(|| {
-                super::StoreError::Corrupt(format!("no id returned for {}", r.item.identity))
-            })
-        })
-        .collect()
+    q.execute(&mut *tx).await?;
+    Ok(())
 }
 
 async fn insert_services(

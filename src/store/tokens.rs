@@ -23,6 +23,31 @@ const KANA_READING: u32 = 32;
 
 const MAGIC: &str = "t1;";
 
+/// Tokens with their stored form, encoded once where the item is analyzed (on every core)
+/// rather than inside the single write transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedTokens {
+    tokens: StoredTokens,
+    stored: String,
+}
+
+impl EncodedTokens {
+    /// `title` and `body` are the texts the tokens' offsets point into.
+    pub fn new(tokens: StoredTokens, title: &str, body: &str) -> Self {
+        let stored = tokens.encode(title, body);
+        Self { tokens, stored }
+    }
+
+    pub fn tokens(&self) -> &StoredTokens {
+        &self.tokens
+    }
+
+    /// What the `tokens` column holds.
+    pub fn stored(&self) -> &str {
+        &self.stored
+    }
+}
+
 impl StoredTokens {
     /// The stored form; `title` and `body` are the original texts the offsets point into.
     pub fn encode(&self, title: &str, body: &str) -> String {
