@@ -4,7 +4,7 @@
 use crate::classify::{Classifier, ANALYSIS_VERSION};
 use crate::dictionaries::Dictionaries;
 use crate::domain::{Analysis, RawItem};
-use crate::store::{NewItem, Store, StoreError, StoredTokens, UpsertCounts};
+use crate::store::{EncodedTokens, NewItem, Store, StoreError, StoredTokens, UpsertCounts};
 use crate::text::{index_tokens, Analyzer, TextError, Token};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -42,6 +42,9 @@ pub struct Prepared {
     items: Vec<NewItem>,
     report: IngestReport,
 }
+
+/// An item's URL (for error reports) and what its analysis gave.
+type Outcome = (String, Result<NewItem, ItemError>);
 
 impl Pipeline {
     pub fn new(dicts: &Dictionaries) -> Result<Self, TextError> {
@@ -89,6 +92,14 @@ impl Pipeline {
         let minhash = (raw.kind == crate::domain::ItemKind::News)
             .then(|| minhash(&words))
             .flatten();
+        let tokens = EncodedTokens::new(
+            StoredTokens {
+                title: compact(&title_tokens),
+                body: compact(&body_tokens),
+            },
+            &raw.title,
+            &raw.body,
+        );
         Ok(NewItem {
             identity,
             source: raw.source,
@@ -103,10 +114,7 @@ impl Pipeline {
             published_at: raw.published_at,
             content_hash,
             analysis,
-            tokens: StoredTokens {
-                title: compact(&title_tokens),
-                body: compact(&body_tokens),
-            },
+            tokens,
             analysis_version: self.version,
             minhash,
             imported: false,
@@ -178,7 +186,7 @@ impl Pipeline {
 
     /// Prepares a batch on every core (analysis is pure and the analyzer is shared), keeping
     /// the batch's order; each result with its URL.
-    fn prepare_all(&self, raws: Vec<RawItem>) -> Vec<(String, Result<NewItem, ItemError>)> {
+    fn prepare_all(&self, raws: Vec<RawItem>) -> Vec<Outcome> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         if threads < 2 || raws.len() < 32 {
             return raws
@@ -186,21 +194,28 @@ impl Pipeline {
                 .map(|r| (r.url.clone(), self.prepare(r)))
                 .collect();
         }
-        let per = raws.len().div_ceil(threads);
-        let mut chunks: Vec<Vec<RawItem>> = Vec::new();
-        let mut it = raws.into_iter().peekable();
-        while it.peek().is_some() {
-            chunks.push(it.by_ref().take(per).collect());
-        }
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = chunks
-                .into_iter()
-                .map(|chunk| {
-                    scope.spawn(move || {
-                        chunk
-                            .into_iter()
-                            .map(|r| (r.url.clone(), self.prepare(r)))
-                            .collect::<Vec<_>>()
+        // Items are handed out one at a time (articles and posts differ a hundredfold in
+        // length, so fixed halves left a core idle at the end of every batch); results are put
+        // back in input order, which the write path relies on for repeated identities.
+        let slots: Vec<std::sync::Mutex<Option<RawItem>>> = raws
+            .into_iter()
+            .map(|r| std::sync::Mutex::new(Some(r)))
+            .collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut done: Vec<(usize, Outcome)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(slot) = slots.get(i) else { break };
+                            let taken = slot.lock().map(|mut s| s.take());
+                            if let Ok(Some(r)) = taken {
+                                out.push((i, (r.url.clone(), self.prepare(r))));
+                            }
+                        }
+                        out
                     })
                 })
                 .collect();
@@ -211,7 +226,9 @@ impl Pipeline {
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
                 })
                 .collect()
-        })
+        });
+        done.sort_unstable_by_key(|(i, _)| *i);
+        done.into_iter().map(|(_, r)| r).collect()
     }
 
     async fn ingest_as(

@@ -70,14 +70,18 @@ struct WordDetails {
 
 /// Most tokens are frequent words: their details are read from the dictionary once per thread
 /// (lindera decodes a word's detail fields on every token otherwise, which cost as much as
-/// segmenting). Bounded: cleared when it holds this many words.
-const WORD_CACHE_LIMIT: usize = 100_000;
-
-/// (analyzer id, word id, system word, unknown word) → details.
-type WordCache = (u64, HashMap<(u32, bool, bool), std::rc::Rc<WordDetails>>);
+/// segmenting). Indexed by word id, so a lookup is an array access; bounded by the sizes of
+/// the system and user dictionaries.
+#[derive(Default)]
+struct WordCache {
+    /// The analyzer whose dictionaries the ids belong to (ids mean nothing across them).
+    analyzer: u64,
+    system: Vec<Option<std::rc::Rc<WordDetails>>>,
+    user: Vec<Option<std::rc::Rc<WordDetails>>>,
+}
 
 thread_local! {
-    static WORD_CACHE: std::cell::RefCell<WordCache> = std::cell::RefCell::new((0, HashMap::new()));
+    static WORD_CACHE: std::cell::RefCell<WordCache> = std::cell::RefCell::new(WordCache::default());
 }
 
 static NEXT_ANALYZER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -130,11 +134,6 @@ impl Analyzer {
 
     /// A token's dictionary details, from the per-thread cache when the word was seen.
     fn word_details(&self, t: &mut lindera::token::Token) -> std::rc::Rc<WordDetails> {
-        let key = (
-            t.word_id.id(),
-            t.word_id.is_system(),
-            t.word_id.is_unknown(),
-        );
         let read = |t: &mut lindera::token::Token| {
             let details = t.details();
             let field = |i: usize| {
@@ -154,16 +153,28 @@ impl Analyzer {
         };
         // Unknown words take their details from their character class, and so does
         // nothing else: only dictionary words are cached.
-        if key.2 {
+        let id = t.word_id.id() as usize;
+        // (IPADIC has about 400,000 entries; an id past this bound is read, not cached.)
+        if t.word_id.is_unknown() || id >= 1 << 22 {
             return read(t);
         }
         WORD_CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
-            if cache.0 != self.id || cache.1.len() >= WORD_CACHE_LIMIT {
-                cache.0 = self.id;
-                cache.1.clear();
+            if cache.analyzer != self.id {
+                *cache = WordCache {
+                    analyzer: self.id,
+                    ..WordCache::default()
+                };
             }
-            cache.1.entry(key).or_insert_with(|| read(t)).clone()
+            let slots = if t.word_id.is_system() {
+                &mut cache.system
+            } else {
+                &mut cache.user
+            };
+            if slots.len() <= id {
+                slots.resize(id + 1, None);
+            }
+            slots[id].get_or_insert_with(|| read(t)).clone()
         })
     }
 
