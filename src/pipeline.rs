@@ -210,8 +210,13 @@ impl Pipeline {
                         loop {
                             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             let Some(slot) = slots.get(i) else { break };
-                            let taken = slot.lock().map(|mut s| s.take());
-                            if let Ok(Some(r)) = taken {
+                            // Each index is handed out once; the lock is held only to take the
+                            // item, so a poisoned lock still holds it.
+                            let taken = slot
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .take();
+                            if let Some(r) = taken {
                                 out.push((i, (r.url.clone(), self.prepare(r))));
                             }
                         }

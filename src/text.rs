@@ -70,15 +70,19 @@ struct WordDetails {
 
 /// Most tokens are frequent words: their details are read from the dictionary once per thread
 /// (lindera decodes a word's detail fields on every token otherwise, which cost as much as
-/// segmenting). Indexed by word id, so a lookup is an array access; bounded by the sizes of
-/// the system and user dictionaries.
+/// segmenting). Indexed by word id, so a lookup is an array access; emptied when it holds
+/// `WORD_CACHE_LIMIT` words (long-lived threads — web workers, the blocking pool — each keep
+/// one: a few MB at most).
 #[derive(Default)]
 struct WordCache {
     /// The analyzer whose dictionaries the ids belong to (ids mean nothing across them).
     analyzer: u64,
+    words: usize,
     system: Vec<Option<std::rc::Rc<WordDetails>>>,
     user: Vec<Option<std::rc::Rc<WordDetails>>>,
 }
+
+const WORD_CACHE_LIMIT: usize = 50_000;
 
 thread_local! {
     static WORD_CACHE: std::cell::RefCell<WordCache> = std::cell::RefCell::new(WordCache::default());
@@ -160,7 +164,7 @@ impl Analyzer {
         }
         WORD_CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
-            if cache.analyzer != self.id {
+            if cache.analyzer != self.id || cache.words >= WORD_CACHE_LIMIT {
                 *cache = WordCache {
                     analyzer: self.id,
                     ..WordCache::default()
@@ -174,7 +178,13 @@ impl Analyzer {
             if slots.len() <= id {
                 slots.resize(id + 1, None);
             }
-            slots[id].get_or_insert_with(|| read(t)).clone()
+            if let Some(word) = &slots[id] {
+                return word.clone();
+            }
+            let word = read(t);
+            slots[id] = Some(word.clone());
+            cache.words += 1;
+            word
         })
     }
 

@@ -451,6 +451,84 @@ async fn a_change_committed_out_of_order_is_still_followed() {
     store.close().await;
 }
 
+/// The near-duplicate lookup reads the partial band indexes (news only) on both engines:
+/// each `mh_bN = $n` must be seen to imply the index's NOT NULL condition, else every lookup
+/// scans the items.
+#[tokio::test]
+async fn near_duplicate_lookups_use_the_partial_band_indexes() {
+    for db in engines("near_duplicate_lookups_use_the_partial_band_indexes").await {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = db.apply(crate::test_settings(dir.path(), &[]));
+        Store::open_settings(&settings).await.unwrap();
+        // Literal values in place of the parameters, highest number first ($10 before $1):
+        // eight band keys of one item, and a window of six days around it.
+        let minute = 60_000i64;
+        let mut sql = kizashi::store::NEAR_DUPLICATE_SQL
+            .replace("$10", &(5_000 * minute + 3 * 1_440 * minute).to_string())
+            .replace("$9", &(5_000 * minute - 3 * 1_440 * minute).to_string());
+        for n in (1..=8).rev() {
+            sql = sql.replace(&format!("${n}"), &(5_000 * 8 + n - 1).to_string());
+        }
+        let plan: Vec<String> = match db.postgres_url() {
+            None => {
+                let path = dir.path().join("kizashi.sqlite");
+                let mut c =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .unwrap();
+                sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<String, _>(3))
+                    .collect()
+            }
+            Some(url) => {
+                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+                // PostgreSQL plans by statistics: 20,000 news items, one a minute, each with
+                // its own band keys (on an empty table any plan is cheapest).
+                sqlx::query(
+                    "INSERT INTO items (identity, source, url, title, body, kind, published_at,
+                         first_seen_at, date_quality, content_hash, sentiment_label,
+                         sentiment_score, analysis, tokens, analysis_version, updated_at,
+                         mh_b0, mh_b1, mh_b2, mh_b3, mh_b4, mh_b5, mh_b6, mh_b7)
+                     SELECT 'i' || g, 's', 'u' || g, '', '', 'news', g * 60000, 0, 'exact', '',
+                         'neutral', 0, '{}', '', 1, 0, g * 8, g * 8 + 1, g * 8 + 2, g * 8 + 3,
+                         g * 8 + 4, g * 8 + 5, g * 8 + 6, g * 8 + 7
+                     FROM generate_series(1, 20000) AS g",
+                )
+                .execute(&mut c)
+                .await
+                .unwrap();
+                sqlx::query("ANALYZE items").execute(&mut c).await.unwrap();
+                sqlx::query(&format!("EXPLAIN {sql}"))
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<String, _>(0))
+                    .collect()
+            }
+        };
+        for band in 0..8 {
+            let index = format!("items_mh_b{band}");
+            assert!(
+                plan.iter().any(|line| line.contains(&index)),
+                "{}: {index} unused: {plan:#?}",
+                db.engine
+            );
+        }
+        assert!(
+            !plan
+                .iter()
+                .any(|line| line.contains("SCAN items") || line.contains("Seq Scan on items")),
+            "{}: {plan:#?}",
+            db.engine
+        );
+    }
+}
+
 /// A batch is written with a few multi-row statements, and must give the rows writing its
 /// items one by one gives: near-duplicates found among stored items and among earlier items
 /// of the same batch, an identity met twice in a batch stored once and then updated, one
@@ -475,6 +553,10 @@ async fn a_batch_writes_what_item_by_item_writes_would_on(db: crate::TestDb) {
             "同社によると、不正アクセスは七月一日の午後から続き、利用者の一部で身に覚えの\
              ない決済が確認された。同社は新規のチャージを停止し、二段階認証の導入を急ぐと説明した。\
              被害額は調査中で、警察にも相談しているという。会見は午後五時から本社で開かれた。"
+        } else if lead.starts_with("ファミ") {
+            "夕方から決済の処理が遅れ、コンビニのレジで支払いが完了しない例が相次いだ。\
+             運営会社は原因となったサーバーの設定を元に戻し、夜には通常どおり使えるようになったと\
+             説明した。二重に請求された利用者には順次返金するという。"
         } else {
             "キャンペーン初日の朝から利用が集中し、アプリにログインできない状態が昼過ぎまで\
              続いた。運営会社は回線を増強して対応したと発表し、還元の期限を一週間延ばすことを\
@@ -536,6 +618,7 @@ async fn a_batch_writes_what_item_by_item_writes_would_on(db: crate::TestDb) {
             .dup_group_of(&format!("https://example.jp/{path}"))
             .await
             .unwrap()
+            .unwrap_or_else(|| panic!("{path} is stored with a group"))
     };
     let ids = store.item_ids_after(0, 100).await.unwrap();
     let items = store.items(&ids).await.unwrap();
@@ -544,6 +627,7 @@ async fn a_batch_writes_what_item_by_item_writes_would_on(db: crate::TestDb) {
             .iter()
             .find(|i| i.url.ends_with(&format!("/{path}")))
             .map(|i| i.id)
+            .unwrap_or_else(|| panic!("{path} is stored"))
     };
     assert_eq!(
         group("a").await,
@@ -566,6 +650,40 @@ async fn a_batch_writes_what_item_by_item_writes_would_on(db: crate::TestDb) {
         id_of("e"),
         "{e}: an item with no near-duplicate is its own group"
     );
+    // A batch longer than one multi-row statement (200 rows): a member in a later statement
+    // than its leader still gets the leader's id.
+    let mut long: Vec<RawItem> = (0..450)
+        .map(|i| {
+            raw(
+                &format!("p{i}"),
+                ItemKind::Social,
+                format!("投稿その{i}、使えない"),
+            )
+        })
+        .collect();
+    long[10] = raw("lead", ItemKind::News, story("ファミペイで障害が発生"));
+    long[320] = raw(
+        "follow",
+        ItemKind::News,
+        story("ファミペイで障害が発生、続報"),
+    );
+    let report = pipeline.ingest(store, long, now).await.unwrap();
+    assert_eq!(report.counts.new, 450, "{e}");
+    let ids = store.item_ids_after(0, 1000).await.unwrap();
+    let all = store.items(&ids).await.unwrap();
+    let id_of_url = |path: &str| {
+        all.iter()
+            .find(|i| i.url.ends_with(&format!("/{path}")))
+            .map(|i| i.id)
+            .unwrap_or_else(|| panic!("{path} is stored"))
+    };
+    assert_eq!(group("lead").await, id_of_url("lead"), "{e}");
+    assert_eq!(
+        group("follow").await,
+        id_of_url("lead"),
+        "{e}: joins a group begun 310 rows earlier in the batch"
+    );
+    assert_eq!(group("p449").await, id_of_url("p449"), "{e}");
     let c = items.iter().find(|i| i.url.ends_with("/c")).unwrap();
     assert_eq!(
         c.body, expected[3].body,

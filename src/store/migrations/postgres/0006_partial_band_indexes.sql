@@ -1,6 +1,8 @@
 -- Only news items carry a MinHash signature; posts left eight NULL entries per row in the band
 -- indexes, written on every insert and never read (a lookup `mh_bN = ?` implies NOT NULL, so
 -- both engines use these partial indexes for it).
+-- The indexes are rebuilt at the first start after the upgrade; items are locked meanwhile
+-- (the migration runs in one transaction, where CREATE INDEX CONCURRENTLY is not allowed).
 DROP INDEX items_mh_b0;
 DROP INDEX items_mh_b1;
 DROP INDEX items_mh_b2;
