@@ -4,11 +4,6 @@
 //!
 //!     segment_raw ITEMS.jsonl [LIMIT]      # title and body of each line, as `kizashi import` reads them
 use lindera::dictionary::{load_embedded_dictionary, DictionaryKind};
-
-// The same allocator as the kizashi binary, so the baseline is measured as fast as lindera
-// runs there.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use lindera::mode::Mode;
 use lindera::segmenter::Segmenter;
 use std::borrow::Cow;
