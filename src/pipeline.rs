@@ -196,29 +196,21 @@ impl Pipeline {
         }
         // Items are handed out one at a time (articles and posts differ a hundredfold in
         // length, so fixed halves left a core idle at the end of every batch); results are put
-        // back in input order, which the write path relies on for repeated identities.
-        let slots: Vec<std::sync::Mutex<Option<RawItem>>> = raws
-            .into_iter()
-            .map(|r| std::sync::Mutex::new(Some(r)))
-            .collect();
-        let next = std::sync::atomic::AtomicUsize::new(0);
+        // back in input order, which the write path relies on for repeated identities. The
+        // lock is held only to take the next item, so a poisoned one still hands out items.
+        let queue = std::sync::Mutex::new(raws.into_iter().enumerate());
         let mut done: Vec<(usize, Outcome)> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
                     scope.spawn(|| {
                         let mut out = Vec::new();
                         loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(slot) = slots.get(i) else { break };
-                            // Each index is handed out once; the lock is held only to take the
-                            // item, so a poisoned lock still holds it.
-                            let taken = slot
+                            let next = queue
                                 .lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .take();
-                            if let Some(r) = taken {
-                                out.push((i, (r.url.clone(), self.prepare(r))));
-                            }
+                                .next();
+                            let Some((i, r)) = next else { break };
+                            out.push((i, (r.url.clone(), self.prepare(r))));
                         }
                         out
                     })

@@ -728,14 +728,7 @@ impl Store {
             if fresh_ids.contains(item.identity.as_str()) {
                 let ids = items_write::insert_new(self.dialect, &mut tx, &fresh, now).await?;
                 for (i, id) in fresh.iter().zip(ids) {
-                    stored.insert(
-                        i.identity.clone(),
-                        StoredRow {
-                            id,
-                            content_hash: i.content_hash.clone(),
-                            analysis_version: i.analysis_version,
-                        },
-                    );
+                    stored.insert(i.identity.clone(), StoredRow::of(id, i));
                 }
                 counts.new += fresh.len() as u64;
                 fresh.clear();
@@ -756,14 +749,7 @@ impl Store {
                 Some(row) => {
                     let id = row.id;
                     update_item(&mut tx, id, item, now).await?;
-                    stored.insert(
-                        item.identity.clone(),
-                        StoredRow {
-                            id,
-                            content_hash: item.content_hash.clone(),
-                            analysis_version: item.analysis_version,
-                        },
-                    );
+                    stored.insert(item.identity.clone(), StoredRow::of(id, item));
                     counts.updated += 1;
                 }
             }
@@ -1255,6 +1241,17 @@ struct StoredRow {
     id: i64,
     content_hash: String,
     analysis_version: i64,
+}
+
+impl StoredRow {
+    /// The row `item` leaves once written with `id`.
+    fn of(id: i64, item: &NewItem) -> Self {
+        Self {
+            id,
+            content_hash: item.content_hash.clone(),
+            analysis_version: item.analysis_version,
+        }
+    }
 }
 
 /// The stored rows of `identities` (inside a write transaction, or on their own).

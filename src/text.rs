@@ -155,10 +155,10 @@ impl Analyzer {
                 reading: field(7).unwrap_or("").to_string(),
             })
         };
-        // Unknown words take their details from their character class, and so does
-        // nothing else: only dictionary words are cached.
+        // Only dictionary words are cached: unknown words take their details from their
+        // character class. (IPADIC has about 400,000 entries; an id past the bound below is
+        // read, not cached.)
         let id = t.word_id.id() as usize;
-        // (IPADIC has about 400,000 entries; an id past this bound is read, not cached.)
         if t.word_id.is_unknown() || id >= 1 << 22 {
             return read(t);
         }

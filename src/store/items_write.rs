@@ -85,30 +85,49 @@ pub(super) async fn insert_new(
     // Ids are taken before the insert, so every row is written once with its group (leaders
     // name their group after themselves); an UPDATE afterwards rewrote each whole row.
     let ids = reserve_ids(dialect, tx, rows.len()).await?;
-    for (k, chunk) in rows.chunks(ROWS_PER_STATEMENT).enumerate() {
-        let start = k * ROWS_PER_STATEMENT;
-        let groups: Vec<i64> = (start..start + chunk.len())
-            .map(|i| group_id(&rows, &ids, i))
-            .collect();
-        insert_items(dialect, tx, chunk, &ids[start..], &groups, now_ms).await?;
-    }
-
+    insert_items(dialect, tx, &rows, &ids, now_ms).await?;
     insert_services(dialect, tx, &rows, &ids).await?;
     insert_categories(dialect, tx, &rows, &ids).await?;
     add_rollups(dialect, tx, &rows).await?;
-    for chunk in ids.chunks(ROWS_PER_STATEMENT * 4) {
+    insert_rows(
+        dialect,
+        tx,
+        ("INSERT INTO changes (item_id, at)", ""),
+        2,
+        ROWS_PER_STATEMENT * 4,
+        &ids,
+        |q, id| q.bind(*id).bind(now_ms),
+    )
+    .await?;
+    Ok(ids)
+}
+
+/// A query whose arguments are bound one row at a time.
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Runs `head VALUES (…),(…) tail` over `rows`, `per_statement` rows a statement, each row's
+/// `width` values bound by `bind`. Statements sized by the batch are not cached: they would
+/// evict the steady ones.
+async fn insert_rows<T: Sync>(
+    dialect: Dialect,
+    tx: &mut sqlx::AnyConnection,
+    (head, tail): (&str, &str),
+    width: usize,
+    per_statement: usize,
+    rows: &[T],
+    bind: impl for<'q> Fn(AnyQuery<'q>, &'q T) -> AnyQuery<'q> + Sync,
+) -> Result<()> {
+    for chunk in rows.chunks(per_statement) {
         let sql = format!(
-            "INSERT INTO changes (item_id, at) VALUES {}",
-            placeholders(dialect, chunk.len(), 2)
+            "{head} VALUES {} {tail}",
+            placeholders(dialect, chunk.len(), width)
         );
-        // (Statements sized by the batch are not cached: they would evict the steady ones.)
-        let mut q = sqlx::query(&sql).persistent(false);
-        for id in chunk {
-            q = q.bind(*id).bind(now_ms);
-        }
+        let q = chunk
+            .iter()
+            .fold(sqlx::query(&sql).persistent(false), &bind);
         q.execute(&mut *tx).await?;
     }
-    Ok(ids)
+    Ok(())
 }
 
 /// The group of an earlier item of the batch whose signature is similar enough (the earliest,
@@ -177,68 +196,73 @@ async fn insert_items(
     tx: &mut sqlx::AnyConnection,
     rows: &[Pending<'_>],
     ids: &[i64],
-    groups: &[i64],
     now_ms: i64,
 ) -> Result<()> {
-    const COLUMNS: usize = 32;
-    let sql = format!(
-        "INSERT INTO items (id, identity, source, guid, url, title, body, author, kind,
-            published_at, first_seen_at, date_quality, content_hash,
-            sentiment_label, sentiment_score, analysis, tokens, analysis_version,
-            updated_at, minhash, mh_b0, mh_b1, mh_b2, mh_b3, mh_b4, mh_b5, mh_b6,
-            mh_b7, dup_group, bookmarks, tags, visible_at)
-         VALUES {}",
-        placeholders(dialect, rows.len(), COLUMNS)
-    );
-    // (Statements sized by the batch are not cached: they would evict the steady ones.)
-    let mut q = sqlx::query(&sql).persistent(false);
-    for ((r, id), group) in rows.iter().zip(ids).zip(groups) {
-        let item = r.item;
-        let analysis = serde_json::to_string(&item.analysis)
+    // (row, id, group, analysis as JSON, MinHash signature as text)
+    let mut full = Vec::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        let analysis = serde_json::to_string(&r.item.analysis)
             .map_err(|e| super::StoreError::Corrupt(e.to_string()))?;
-        let signature = item.minhash.map(|sig| {
+        let signature = r.item.minhash.map(|sig| {
             sig.iter()
                 .map(|v| v.to_string())
                 .collect::<Vec<_>>()
                 .join(",")
         });
-        let band = |i: usize| r.bands.map(|b| b[i]);
-        q = q
-            .bind(*id)
-            .bind(&item.identity)
-            .bind(&item.source)
-            .bind(&item.guid)
-            .bind(&item.url)
-            .bind(&item.title)
-            .bind(&item.body)
-            .bind(&item.author)
-            .bind(item.kind.as_str())
-            .bind(r.published)
-            .bind(now_ms)
-            .bind(r.quality)
-            .bind(&item.content_hash)
-            .bind(item.analysis.sentiment.label.as_str())
-            .bind(item.analysis.sentiment.score)
-            .bind(analysis)
-            .bind(item.tokens.stored())
-            .bind(item.analysis_version)
-            .bind(now_ms)
-            .bind(signature)
-            .bind(band(0))
-            .bind(band(1))
-            .bind(band(2))
-            .bind(band(3))
-            .bind(band(4))
-            .bind(band(5))
-            .bind(band(6))
-            .bind(band(7))
-            .bind(*group)
-            .bind(item.bookmarks)
-            .bind(item.tags.join("\n"))
-            .bind(r.visible);
+        full.push((r, ids[i], group_id(rows, ids, i), analysis, signature));
     }
-    q.execute(&mut *tx).await?;
-    Ok(())
+    insert_rows(
+        dialect,
+        tx,
+        (
+            "INSERT INTO items (id, identity, source, guid, url, title, body, author, kind,
+                published_at, first_seen_at, date_quality, content_hash,
+                sentiment_label, sentiment_score, analysis, tokens, analysis_version,
+                updated_at, minhash, mh_b0, mh_b1, mh_b2, mh_b3, mh_b4, mh_b5, mh_b6,
+                mh_b7, dup_group, bookmarks, tags, visible_at)",
+            "",
+        ),
+        32,
+        ROWS_PER_STATEMENT,
+        &full,
+        |q, (r, id, group, analysis, signature)| {
+            let item = r.item;
+            let band = |i: usize| r.bands.map(|b| b[i]);
+            q.bind(*id)
+                .bind(&item.identity)
+                .bind(&item.source)
+                .bind(&item.guid)
+                .bind(&item.url)
+                .bind(&item.title)
+                .bind(&item.body)
+                .bind(&item.author)
+                .bind(item.kind.as_str())
+                .bind(r.published)
+                .bind(now_ms)
+                .bind(r.quality)
+                .bind(&item.content_hash)
+                .bind(item.analysis.sentiment.label.as_str())
+                .bind(item.analysis.sentiment.score)
+                .bind(analysis.as_str())
+                .bind(item.tokens.stored())
+                .bind(item.analysis_version)
+                .bind(now_ms)
+                .bind(signature.as_deref())
+                .bind(band(0))
+                .bind(band(1))
+                .bind(band(2))
+                .bind(band(3))
+                .bind(band(4))
+                .bind(band(5))
+                .bind(band(6))
+                .bind(band(7))
+                .bind(*group)
+                .bind(item.bookmarks)
+                .bind(item.tags.join("\n"))
+                .bind(r.visible)
+        },
+    )
+    .await
 }
 
 async fn insert_services(
@@ -252,29 +276,30 @@ async fn insert_services(
         .enumerate()
         .flat_map(|(i, r)| r.item.analysis.targets.iter().map(move |t| (i, t)))
         .collect();
-    for chunk in pairs.chunks(ROWS_PER_STATEMENT * 2) {
-        let sql = format!(
+    insert_rows(
+        dialect,
+        tx,
+        (
             "INSERT INTO item_services (item_id, service, label, score, published_at, kind,
-                author, bookmarks) VALUES {}",
-            placeholders(dialect, chunk.len(), 8)
-        );
-        // (Statements sized by the batch are not cached: they would evict the steady ones.)
-        let mut q = sqlx::query(&sql).persistent(false);
-        for (i, t) in chunk {
+                author, bookmarks)",
+            "",
+        ),
+        8,
+        ROWS_PER_STATEMENT * 2,
+        &pairs,
+        |q, (i, t)| {
             let r = &rows[*i];
-            q = q
-                .bind(ids[*i])
+            q.bind(ids[*i])
                 .bind(&t.service)
                 .bind(t.label.as_str())
                 .bind(t.score)
                 .bind(r.published)
                 .bind(r.item.kind.as_str())
                 .bind(&r.item.author)
-                .bind(r.item.bookmarks);
-        }
-        q.execute(&mut *tx).await?;
-    }
-    Ok(())
+                .bind(r.item.bookmarks)
+        },
+    )
+    .await
 }
 
 async fn insert_categories(
@@ -294,19 +319,16 @@ async fn insert_categories(
                 .map(move |c| (*id, c.name.as_str()))
         })
         .collect();
-    for chunk in pairs.chunks(ROWS_PER_STATEMENT * 4) {
-        let sql = format!(
-            "INSERT INTO item_categories (item_id, category) VALUES {}",
-            placeholders(dialect, chunk.len(), 2)
-        );
-        // (Statements sized by the batch are not cached: they would evict the steady ones.)
-        let mut q = sqlx::query(&sql).persistent(false);
-        for (id, category) in chunk {
-            q = q.bind(*id).bind(*category);
-        }
-        q.execute(&mut *tx).await?;
-    }
-    Ok(())
+    insert_rows(
+        dialect,
+        tx,
+        ("INSERT INTO item_categories (item_id, category)", ""),
+        2,
+        ROWS_PER_STATEMENT * 4,
+        &pairs,
+        |q, (id, category)| q.bind(*id).bind(*category),
+    )
+    .await
 }
 
 /// The batch's contributions to the hourly rollups, summed per row (the same rows
@@ -354,29 +376,29 @@ async fn add_rollups(
     // A fixed order keeps lock and page order stable between runs.
     let mut sums: Vec<(Key, (i64, f64))> = sums.into_iter().collect();
     sums.sort_by(|a, b| a.0.cmp(&b.0));
-    for chunk in sums.chunks(ROWS_PER_STATEMENT * 2) {
-        let sql = format!(
-            "INSERT INTO rollups (hour, service, category, kind, label, n, score_sum) VALUES {}
-             ON CONFLICT (service, category, hour, kind, label)
+    insert_rows(
+        dialect,
+        tx,
+        (
+            "INSERT INTO rollups (hour, service, category, kind, label, n, score_sum)",
+            "ON CONFLICT (service, category, hour, kind, label)
              DO UPDATE SET n = rollups.n + excluded.n,
                            score_sum = rollups.score_sum + excluded.score_sum",
-            placeholders(dialect, chunk.len(), 7)
-        );
-        // (Statements sized by the batch are not cached: they would evict the steady ones.)
-        let mut q = sqlx::query(&sql).persistent(false);
-        for ((hour, service, category, kind, label), (n, sum)) in chunk {
-            q = q
-                .bind(*hour)
+        ),
+        7,
+        ROWS_PER_STATEMENT * 2,
+        &sums,
+        |q, ((hour, service, category, kind, label), (n, sum))| {
+            q.bind(*hour)
                 .bind(*service)
                 .bind(*category)
                 .bind(*kind)
                 .bind(*label)
                 .bind(*n)
-                .bind(*sum);
-        }
-        q.execute(&mut *tx).await?;
-    }
-    Ok(())
+                .bind(*sum)
+        },
+    )
+    .await
 }
 
 #[cfg(test)]
